@@ -1,0 +1,76 @@
+"""Run every benchmark module and print one table (optionally write it to a file).
+
+Usage: python -m bench [--only credentials,tokens,server] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench.common import Figure
+
+MODULES = ("credentials", "tokens", "server")
+
+
+def render(figures: list[Figure], command: str) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} "
+        f"({platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()}). Each figure is measured beside its baseline in the same run;",
+        "ratio = figure / baseline (lower is better for times).",
+    ]
+    section = None
+    for fig in figures:
+        if fig.section != section:
+            section = fig.section
+            lines += [
+                "",
+                f"## {section}",
+                "",
+                "| figure | value | baseline | baseline value | ratio | goal |",
+                "| --- | ---: | --- | ---: | ---: | --- |",
+            ]
+        base = f"{fig.baseline_value:,.3f} {fig.unit}" if fig.baseline_value is not None else ""
+        ratio = f"{fig.ratio:.3f}x" if fig.ratio is not None else ""
+        lines.append(
+            f"| {fig.name} | {fig.value:,.3f} {fig.unit} | {fig.baseline_name or ''} "
+            f"| {base} | {ratio} | {fig.goal or ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", default=",".join(MODULES))
+    parser.add_argument("--write", type=Path, default=None)
+    args = parser.parse_args(argv)
+    figures: list[Figure] = []
+    for name in args.only.split(","):
+        if name not in MODULES:
+            parser.error(f"unknown benchmark {name!r}; choose from {', '.join(MODULES)}")
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"bench.{name}":
+                raise
+            print(f"(no bench/{name}.py yet)", file=sys.stderr)
+            continue
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        figures += module.run()
+    table = render(figures, "make bench")
+    print(table)
+    if args.write is not None and args.only == ",".join(MODULES):
+        args.write.write_text(table)
+        print(f"wrote {args.write}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The `mcp-warden` command.
+
+Subcommand groups live in their own modules and are imported only when used,
+so `mcp-warden token verify` does not pay for importing the MCP SDK.
+
+Exit codes: 0 success, 1 a check that failed, 2 a usage or configuration
+error. Every error is one line on stderr; no traceback reaches the user unless
+MCP_WARDEN_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from mcp_warden.config import Settings
+from mcp_warden.errors import WardenError
+
+# command name -> "module:attribute" of a click command or group
+_SUBCOMMANDS = {
+    "keygen": "mcp_warden.cli.cred:keygen",
+    "cred": "mcp_warden.cli.cred:cred",
+    "keys": "mcp_warden.cli.tokens:keys",
+    "token": "mcp_warden.cli.tokens:token",
+    "serve": "mcp_warden.cli.serve:serve",
+    "demo": "mcp_warden.cli.demo:demo",
+}
+
+
+class _LazyGroup(click.Group):
+    """Import each subcommand's module on first use (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WardenError as exc:
+            fail(str(exc), exc.exit_code)
+
+
+def fail(message: str, code: int) -> None:
+    """Print one line to stderr and exit with `code`."""
+    click.echo(f"mcp-warden: {message}", err=True)
+    sys.exit(code)
+
+
+def settings(ctx: click.Context) -> Settings:
+    """The settings for this invocation, read from the environment once."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Settings):
+        obj = Settings.from_env()
+        ctx.find_root().obj = obj
+    return obj
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mcp-warden")
+def cli() -> None:
+    """Encrypted credentials, scoped tokens and per-tool enforcement for MCP servers."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="mcp-warden", standalone_mode=True)
+    except Exception as exc:  # a bug, not a user error: say so without a traceback
+        if os.environ.get("MCP_WARDEN_DEBUG") == "1":
+            raise
+        fail(
+            f"internal error ({type(exc).__name__}); rerun with MCP_WARDEN_DEBUG=1 "
+            "for the traceback and report it",
+            1,
+        )

@@ -1,0 +1,1 @@
+"""Credentials at rest: AES-256-GCM envelope, atomic store, rotation."""

@@ -1,0 +1,1 @@
+"""The MCP server: auth hook, per-tool guard, tools."""

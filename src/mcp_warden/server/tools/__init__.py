@@ -1,0 +1,1 @@
+"""Protected tools, one small module each."""

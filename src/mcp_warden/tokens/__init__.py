@@ -1,0 +1,1 @@
+"""Scoped tokens: Ed25519 keys and JWKS, issuer, verifier, revocation."""
