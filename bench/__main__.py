@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.common import Figure
 
-MODULES = ("credentials", "tokens", "server")
+MODULES = ("credentials", "tokens", "revocation", "server")
 
 
 def render(figures: list[Figure], command: str) -> str:
