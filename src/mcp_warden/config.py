@@ -8,6 +8,8 @@ settings explicitly.
 from __future__ import annotations
 
 import os
+import pwd
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +46,7 @@ class Settings:
     scavio_profile: ScavioProfile = "scavio-v2"
     scavio_credential: str = "scavio_api_key"
     audit_log: Path | None = None
+    actor: str = "mcp-warden"  # MCP_ACTOR: who the rotation log names; from_env: user@host
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +87,7 @@ class Settings:
             scavio_profile=profile,
             scavio_credential=get("MCP_SCAVIO_CREDENTIAL") or "scavio_api_key",
             audit_log=Path(audit) if audit else None,
+            actor=_actor(get("MCP_ACTOR"), env),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -98,6 +102,21 @@ class Settings:
                 "and export it (64 hex characters)"
             )
         return self.encryption_key
+
+
+def _actor(configured: str | None, env: Mapping[str, str]) -> str:
+    """Who the rotation log names: MCP_ACTOR, else user@host."""
+    if configured is None:
+        user = env.get("USER") or env.get("LOGNAME")
+        if not user:
+            try:
+                user = pwd.getpwuid(os.getuid()).pw_name
+            except KeyError:
+                user = f"uid{os.getuid()}"
+        return f"{user}@{socket.gethostname()}"
+    if len(configured) > 200 or not configured.isprintable():
+        raise ConfigError("MCP_ACTOR must be at most 200 printable characters")
+    return configured
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -1,0 +1,202 @@
+"""`mcp-warden keygen` and `mcp-warden cred ...`: the operator's credential commands.
+
+Values are read from stdin when it is not a terminal (one trailing newline
+is dropped, so `echo KEY | mcp-warden cred set NAME` stores KEY), otherwise
+from a prompt that does not echo. They are never taken from argv, where
+`ps` and shell history would see them. Only `cred get` prints a value.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from mcp_warden.cli import settings
+from mcp_warden.config import Settings
+from mcp_warden.credentials.auditlog import RotationLog
+from mcp_warden.credentials.envelope import generate_key, parse_key
+from mcp_warden.credentials.fernet_import import import_fernet, parse_fernet_key
+from mcp_warden.credentials.rekey import rekey
+from mcp_warden.credentials.rotation import Check, CredentialAge, Rotator, credential_ages
+from mcp_warden.credentials.store import CredentialStore, check_name
+from mcp_warden.errors import ConfigError
+
+
+@click.command()
+def keygen() -> None:
+    """Print a new MCP_ENCRYPTION_KEY (64 hex characters)."""
+    click.echo(generate_key())
+
+
+@click.group()
+def cred() -> None:
+    """Encrypted credentials: set, read, rotate, audit, re-key."""
+
+
+@cred.command("set")
+@click.argument("name")
+@click.pass_context
+def set_(ctx: click.Context, name: str) -> None:
+    """Create or replace NAME; the value comes from stdin or a no-echo prompt."""
+    rotator = Rotator.from_settings(settings(ctx))
+    action = rotator.set(check_name(name), read_value(name))
+    click.echo(f"{name}: {action}")
+
+
+@cred.command()
+@click.argument("name")
+@click.pass_context
+def get(ctx: click.Context, name: str) -> None:
+    """Print the plaintext of NAME (operator use) followed by a newline."""
+    value = CredentialStore.from_settings(settings(ctx)).get(name)
+    sys.stdout.buffer.write(value.encode("utf-8") + b"\n")
+    sys.stdout.buffer.flush()
+
+
+@cred.command("list")
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """Names, ages and whether rotation is due; never values."""
+    s = settings(ctx)
+    ages = credential_ages(s.credentials_file, _log(s))
+    if not ages:
+        click.echo(f"no credentials in {s.credentials_file}")
+        return
+    now = datetime.now(UTC)
+    width = max(len("NAME"), *(len(age.name) for age in ages))
+    click.echo(f"{'NAME':<{width}}  {'AGE':>8}  DUE (max {s.rotation_max_age_days} d)")
+    for age in ages:
+        due = "yes" if age.is_due(s.rotation_max_age_days, now) else "no"
+        click.echo(f"{age.name:<{width}}  {_age_text(age, now):>8}  {due}")
+
+
+@cred.command()
+@click.argument("name")
+@click.pass_context
+def rotate(ctx: click.Context, name: str) -> None:
+    """Replace NAME with a new value from stdin or a no-echo prompt; logged."""
+    run_rotate(ctx, name)
+
+
+def run_rotate(ctx: click.Context, name: str, check: Check | None = None) -> None:
+    """What `cred rotate` does; `check` sees the new value before anything is written."""
+    rotator = Rotator.from_settings(settings(ctx))
+    rotator.rotate(check_name(name), read_value(name), check=check)
+    click.echo(f"{name}: rotated")
+
+
+@cred.command()
+@click.argument("name")
+@click.pass_context
+def rollback(ctx: click.Context, name: str) -> None:
+    """Swap NAME with its previous value (undoes the last rotation); logged."""
+    Rotator.from_settings(settings(ctx)).rollback(name)
+    click.echo(f"{name}: rolled back to its previous value")
+
+
+@cred.command()
+@click.argument("name")
+@click.pass_context
+def delete(ctx: click.Context, name: str) -> None:
+    """Remove NAME (its value is kept as the previous value); logged."""
+    Rotator.from_settings(settings(ctx)).delete(name)
+    click.echo(f"{name}: deleted (`mcp-warden cred rollback {name}` restores it)")
+
+
+@cred.command()
+@click.option("--max-age-days", type=click.IntRange(min=1), default=None, help="default: 30")
+@click.pass_context
+def due(ctx: click.Context, max_age_days: int | None) -> None:
+    """Exit 1 and name every credential due for rotation; exit 0 when none is."""
+    s = settings(ctx)
+    limit = max_age_days or s.rotation_max_age_days
+    now = datetime.now(UTC)
+    overdue = [a for a in credential_ages(s.credentials_file, _log(s)) if a.is_due(limit, now)]
+    for age in overdue:
+        click.echo(f"{age.name}: due (age {_age_text(age, now)}, max {limit} d)")
+    if overdue:
+        ctx.exit(1)
+    click.echo(f"no credential is due (max {limit} d)")
+
+
+@cred.command()
+@click.option("--verify", is_flag=True, help="check every line and the hash chain")
+@click.pass_context
+def log(ctx: click.Context, verify: bool) -> None:
+    """Print the rotation log, or verify its hash chain (exit 1 when broken)."""
+    rotation_log = _log(settings(ctx))
+    if verify:
+        summary = rotation_log.verify()
+        click.echo(
+            f"{rotation_log.path}: {summary.lines} lines verified; head sha256 {summary.head} "
+            "(record it: a bare chain cannot show lines cut from the end)"
+        )
+        return
+    for event in rotation_log.events():
+        stamp = event.time.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{stamp}Z  {event.action:<13} {event.credential}  by {event.actor}")
+
+
+@cred.command("rekey")
+@click.pass_context
+def rekey_(ctx: click.Context) -> None:
+    """Re-encrypt every entry under MCP_NEW_ENCRYPTION_KEY (resumes an interrupted run)."""
+    s = settings(ctx)
+    old = parse_key(s.require_encryption_key())
+    if s.new_encryption_key is None:
+        raise ConfigError(
+            "MCP_NEW_ENCRYPTION_KEY is not set; create it with `mcp-warden keygen` and export it"
+        )
+    new = parse_key(s.new_encryption_key, "MCP_NEW_ENCRYPTION_KEY")
+    result = rekey(s.credentials_file, old, new, _log(s))
+    resumed = " (finished an interrupted re-key)" if result.resumed else ""
+    click.echo(
+        f"{s.credentials_file}: {result.credentials} credentials and {result.previous} previous "
+        f"values are under the new key{resumed}; now set MCP_ENCRYPTION_KEY to the new key "
+        "everywhere the store is read and restart those services"
+    )
+
+
+@cred.command("import-fernet")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def import_fernet_(ctx: click.Context, file: Path) -> None:
+    """Import the tutorial's Fernet store FILE (key in MCP_FERNET_KEY)."""
+    s = settings(ctx)
+    fernet = parse_fernet_key(s.fernet_key)
+    names = import_fernet(file, fernet, Rotator.from_settings(s))
+    click.echo(f"imported {len(names)} credential(s) from {file}: {', '.join(names)}")
+
+
+def read_value(name: str) -> str:
+    """The new value of `name`: all of stdin (minus one newline) or a no-echo prompt."""
+    stdin = sys.stdin.buffer
+    if stdin.isatty():
+        value: str = click.prompt(
+            f"value of {name}",
+            hide_input=True,
+            confirmation_prompt=True,
+            default="",
+            show_default=False,
+        )
+    else:
+        try:
+            value = stdin.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"the value of {name} on stdin is not UTF-8 text") from None
+        value = value.removesuffix("\n").removesuffix("\r") if value.endswith("\n") else value
+    if not value:
+        click.echo(f"mcp-warden: warning: the value of {name} is empty", err=True)
+    return value
+
+
+def _log(s: Settings) -> RotationLog:
+    return RotationLog(s.rotation_log, s.actor)
+
+
+def _age_text(age: CredentialAge, now: datetime) -> str:
+    delta = age.age(now)
+    return "unknown" if delta is None else f"{delta.days} d"

@@ -1,0 +1,193 @@
+"""Crash-safe files: strict JSON reads, atomic 0600 writes, the writers' lock.
+
+An atomic write puts the new content in a temporary file in the same
+directory (created 0600), fsyncs it, renames it over the target and fsyncs
+the directory, so a reader sees the old file or the new one, never a part,
+and a crash at any moment leaves one of the two on disk.
+
+Each new file is stamped with an mtime at least one nanosecond after the
+file it replaces. Readers detect a change by (device, inode, size, mtime_ns,
+ctime_ns); on filesystems whose clock ticks coarsely, two same-size writes in
+one tick into a recycled inode would otherwise look unchanged.
+
+Warnings (an existing secret file readable by group or others, a temporary
+file left by a killed writer) go to the `mcp_warden.credentials` logger at
+WARNING. Without logging configured, Python prints them as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from mcp_warden.credentials.errors import CorruptStore, StoreBusy
+from mcp_warden.errors import ConfigError
+
+logger = logging.getLogger("mcp_warden.credentials")
+
+Signature = tuple[int, int, int, int, int]
+"""(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): changes whenever a file is replaced."""
+
+LOCK_TIMEOUT = 30.0
+
+
+def signature(st: os.stat_result) -> Signature:
+    """What `load` compares to decide that a file has not changed."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def read_snapshot(path: Path) -> tuple[Signature, bytes] | None:
+    """The bytes of `path` and the signature of exactly those bytes; None when missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with open(fd, "rb") as file:
+        st = os.fstat(file.fileno())
+        warn_if_exposed(path, st)
+        return signature(st), file.read()
+
+
+def parse_object(path: Path, data: bytes) -> dict[str, object]:
+    """A JSON object of unique names, or CorruptStore naming the file and what to do."""
+    fix = f"restore {path} from a backup (mcp-warden never overwrites a file it cannot parse)"
+    try:
+        value = json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_unique_names(path, fix),
+            parse_constant=_no_constants,
+        )
+    except UnicodeDecodeError:
+        raise CorruptStore(f"{path} is not UTF-8 text; {fix}") from None
+    except ValueError as exc:  # JSONDecodeError, or NaN/Infinity
+        detail = ""
+        if isinstance(exc, json.JSONDecodeError):
+            detail = f" ({exc.msg} at line {exc.lineno})"
+        raise CorruptStore(f"{path} is not valid JSON{detail}; {fix}") from None
+    if not isinstance(value, dict):
+        raise CorruptStore(f"{path} holds JSON {type(value).__name__}, not an object; {fix}")
+    return value
+
+
+def read_object(path: Path) -> dict[str, object] | None:
+    """Strictly parsed JSON object at `path`; None when the file does not exist."""
+    snapshot = read_snapshot(path)
+    return None if snapshot is None else parse_object(path, snapshot[1])
+
+
+def dump_object(entries: dict[str, object]) -> bytes:
+    """The bytes mcp-warden writes: indented JSON (like the tutorial), names in their order."""
+    return (json.dumps(entries, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically and durably; the new file is 0600."""
+    previous_mtime = _mtime_ns(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            stamp = max(time.time_ns(), previous_mtime + 1)
+            os.utime(file.fileno(), ns=(stamp, stamp))
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def remove(path: Path) -> None:
+    """Delete `path` durably (missing is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+        fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temporary files a killed writer of `path` left behind (call under the lock).
+
+    They hold ciphertext, possibly under a master key that was since replaced.
+    """
+    for tmp in path.parent.glob(f".{_glob_escape(path.name)}.????????.tmp"):
+        logger.warning("removing %s, left by an interrupted write", tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def warn_if_exposed(path: Path, st: os.stat_result) -> None:
+    """Log a warning when a secret-bearing file is readable by group or others."""
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            "%s is accessible to group or others (mode %03o); run `chmod 600 %s`",
+            path,
+            stat.S_IMODE(st.st_mode),
+            path,
+        )
+
+
+@contextlib.contextmanager
+def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the cross-process writers' lock of `path` (the file `path`.lock, flock)."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"directory {path.parent} does not exist; create it or fix the path")
+    lock_path = path.with_name(path.name + ".lock")
+    lock = FileLock(lock_path, timeout=timeout, mode=0o600, fallback_to_soft=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise StoreBusy(
+            f"another process has held {lock_path} for over {timeout:g} s; "
+            "wait for it to finish and retry"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _unique_names(path: Path, fix: str) -> Callable[[list[tuple[str, object]]], dict[str, object]]:
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        result: dict[str, object] = {}
+        for name, value in pairs:
+            if name in result:
+                raise CorruptStore(f"{path} has the name {name!r} twice; {fix}")
+            result[name] = value
+        return result
+
+    return hook
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
