@@ -38,6 +38,7 @@ Signature = tuple[int, int, int, int, int]
 """(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): changes whenever a file is replaced."""
 
 LOCK_TIMEOUT = 30.0
+# filelock polls a non-blocking flock; a short interval keeps queued writers from idling.
 
 
 def signature(st: os.stat_result) -> Signature:
@@ -152,7 +153,9 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     if not path.parent.is_dir():
         raise ConfigError(f"directory {path.parent} does not exist; create it or fix the path")
     lock_path = path.with_name(path.name + ".lock")
-    lock = FileLock(lock_path, timeout=timeout, mode=0o600, fallback_to_soft=False)
+    lock = FileLock(
+        lock_path, timeout=timeout, mode=0o600, fallback_to_soft=False, poll_interval=0.005
+    )
     try:
         lock.acquire()
     except Timeout:

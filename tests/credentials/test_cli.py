@@ -1,0 +1,170 @@
+"""`mcp-warden keygen` and `mcp-warden cred ...` as real processes: exit codes, stdin, no leaks."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from mcp_warden.credentials.auditlog import RotationLog
+from tests.support.credentials import LOG, STORE, cred_env, new_key, tutorial_store_credential
+from tests.support.procs import run_cli
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, pattern: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mcp-warden: ")
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_keygen_prints_a_fresh_64_hex_key(tmp_path: Path) -> None:
+    first = ok(run_cli(["keygen"], cred_env(tmp_path, "")))
+    second = ok(run_cli(["keygen"], cred_env(tmp_path, "")))
+    assert re.fullmatch(r"[0-9a-f]{64}\n", first.stdout)
+    assert first.stdout != second.stdout
+
+
+def test_values_come_from_stdin_without_one_trailing_newline(tmp_path: Path) -> None:
+    env = cred_env(tmp_path, new_key())
+    ok(run_cli(["cred", "set", "a"], env, input="line one\nline two\n"))
+    ok(run_cli(["cred", "set", "b"], env, input="windows\r\n"))
+    empty = ok(run_cli(["cred", "set", "c"], env, input=""))
+    assert "empty" in empty.stderr
+    assert ok(run_cli(["cred", "get", "a"], env)).stdout == "line one\nline two\n"
+    assert ok(run_cli(["cred", "get", "b"], env)).stdout == "windows\n"
+    assert ok(run_cli(["cred", "get", "c"], env)).stdout == "\n"
+
+
+def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
+    key = new_key()
+    one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, "")), 2, "keygen")
+    one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, key[:-2])), 2, "62 char")
+    one_line_error(run_cli(["cred", "set", "no good"], cred_env(tmp_path, key)), 2, "valid")
+    one_line_error(run_cli(["cred", "rekey"], cred_env(tmp_path, key)), 2, "MCP_NEW_ENCRYPTION")
+    one_line_error(
+        run_cli(["cred", "import-fernet", "x.json"], cred_env(tmp_path, key)), 2, "MCP_FERNET_KEY"
+    )
+    bad_value = subprocess.run(
+        [sys.executable, "-m", "mcp_warden", "cred", "set", "a"],
+        env=cred_env(tmp_path, key),
+        input=b"\xff\xfe",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad_value.returncode == 2
+    assert b"not UTF-8" in bad_value.stderr
+    assert not (tmp_path / STORE).exists()
+    assert run_cli(["cred", "due", "--max-age-days", "0"], cred_env(tmp_path, key)).returncode == 2
+
+
+def test_failed_checks_exit_1_with_one_line(tmp_path: Path) -> None:
+    key = new_key()
+    env = cred_env(tmp_path, key)
+    one_line_error(run_cli(["cred", "get", "nope"], env), 1, "no credential 'nope'")
+    ok(run_cli(["cred", "set", "a"], env, input="v"))
+    one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, new_key())), 1, "'a'.*tamper")
+    one_line_error(run_cli(["cred", "rollback", "a"], env), 1, "no previous value")
+    (tmp_path / STORE).write_text("{broken")
+    one_line_error(run_cli(["cred", "get", "a"], env), 1, "not valid JSON")
+    one_line_error(run_cli(["cred", "set", "b"], env, input="v"), 1, "not valid JSON")
+    assert (tmp_path / STORE).read_text() == "{broken"
+
+
+def test_due_exits_1_when_a_credential_is_due(tmp_path: Path) -> None:
+    env = cred_env(tmp_path, new_key())
+    ok(run_cli(["cred", "set", "fresh"], env, input="v"))
+    ok(run_cli(["cred", "set", "stale"], env, input="v"))
+    assert "no credential is due" in ok(run_cli(["cred", "due"], env)).stdout
+    # the log says "stale" was last set 40 days ago
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    (tmp_path / LOG).unlink()
+    RotationLog(tmp_path / LOG, "tester", clock=lambda: long_ago).append("stale", "created")
+    RotationLog(tmp_path / LOG, "tester").append("fresh", "created")
+    due = run_cli(["cred", "due"], env)
+    assert due.returncode == 1
+    assert due.stdout.splitlines() == ["stale: due (age 40 d, max 30 d)"]
+    assert ok(run_cli(["cred", "due", "--max-age-days", "41"], env)).stdout.startswith("no ")
+    listing = ok(run_cli(["cred", "list"], env)).stdout.splitlines()
+    assert re.fullmatch(r"fresh\s+0 d\s+no", listing[1])
+    assert re.fullmatch(r"stale\s+40 d\s+yes", listing[2])
+
+
+def test_log_verify_exits_1_on_an_edited_line(tmp_path: Path) -> None:
+    env = cred_env(tmp_path, new_key())
+    for name in ("a", "b", "c"):
+        ok(run_cli(["cred", "set", name], env, input="v"))
+    assert "3 lines verified" in ok(run_cli(["cred", "log", "--verify"], env)).stdout
+    log = tmp_path / LOG
+    log.write_text(log.read_text().replace('"credential":"a"', '"credential":"z"'))
+    one_line_error(run_cli(["cred", "log", "--verify"], env), 1, "line 2 .*does not chain")
+
+
+def test_no_secret_in_any_output_or_file(tmp_path: Path) -> None:
+    """Every command, success and failure: only `cred get`'s stdout may carry a value."""
+    old, new = new_key(), new_key()
+    fernet_key = Fernet.generate_key().decode()
+    values = {name: f"canary-{name}-{secrets.token_hex(8)}" for name in ("a", "b", "c", "f")}
+    rotated = f"canary-rotated-{secrets.token_hex(8)}"
+    tutorial = tmp_path / "tutorial.json"
+    tutorial_store_credential(tutorial, fernet_key, "f", values["f"])
+    env = cred_env(tmp_path, old, MCP_NEW_ENCRYPTION_KEY=new, MCP_FERNET_KEY=fernet_key)
+    new_env = cred_env(tmp_path, new)
+    outputs: list[str] = []
+
+    def run(
+        args: list[str], environ: dict[str, str], stdin: str = "", code: int = 0
+    ) -> subprocess.CompletedProcess[str]:
+        result = run_cli(args, environ, input=stdin)
+        assert result.returncode == code, (args, result.stderr)
+        outputs.append(result.stderr)
+        if args[:2] != ["cred", "get"]:
+            outputs.append(result.stdout)
+        return result
+
+    run(["keygen"], env)
+    for name in ("a", "b", "c"):
+        run(["cred", "set", name], env, values[name] + "\n")
+    assert run(["cred", "get", "a"], env).stdout == values["a"] + "\n"
+    run(["cred", "rotate", "b"], env, rotated)
+    run(["cred", "rollback", "b"], env)
+    run(["cred", "list"], env)
+    run(["cred", "due"], env)
+    run(["cred", "log"], env)
+    run(["cred", "log", "--verify"], env)
+    run(["cred", "import-fernet", str(tutorial)], env)
+    run(["cred", "get", "a"], new_env, code=1)  # wrong key
+    run(["cred", "rekey"], env)
+    run(["cred", "get", "a"], env, code=1)  # now the old key is the wrong one
+    run(["cred", "delete", "c"], new_env)
+    run(["cred", "set", "d"], cred_env(tmp_path, new[:-1] + "g"), "x", code=2)
+    run(["cred", "rekey"], cred_env(tmp_path, new, MCP_NEW_ENCRYPTION_KEY="zz" * 32), code=2)
+    bad_fernet = cred_env(tmp_path, new, MCP_FERNET_KEY="x")
+    run(["cred", "import-fernet", str(tutorial)], bad_fernet, code=2)
+    store = json.loads((tmp_path / STORE).read_text())
+    store["a"] = store["a"][:-1] + ("0" if store["a"][-1] != "0" else "1")
+    (tmp_path / STORE).write_text(json.dumps(store))
+    run(["cred", "get", "a"], new_env, code=1)  # tampered
+    assert run(["cred", "get", "b"], new_env).stdout == values["b"] + "\n"
+
+    files = [p for p in tmp_path.iterdir() if p.is_file() and p != tutorial]
+    assert {p.name for p in files} >= {STORE, STORE + ".previous", LOG}
+    haystack = "\n".join(outputs + [p.read_bytes().decode("utf-8", "replace") for p in files])
+    secrets_to_hide = [*values.values(), rotated, old, new, old.upper(), new.upper(), fernet_key]
+    for secret in secrets_to_hide:
+        assert secret not in haystack
+    assert len([o for o in outputs if o]) >= 15
