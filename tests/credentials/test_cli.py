@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import secrets
+import select
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -168,3 +172,36 @@ def test_no_secret_in_any_output_or_file(tmp_path: Path) -> None:
     for secret in secrets_to_hide:
         assert secret not in haystack
     assert len([o for o in outputs if o]) >= 15
+
+
+def test_the_prompt_does_not_echo_the_value(tmp_path: Path) -> None:
+    """On a terminal the value is asked twice through getpass; it never appears on screen."""
+    env = cred_env(tmp_path, new_key())
+    secret = f"typed-{secrets.token_hex(6)}"
+    pid, master = pty.fork()
+    if pid == 0:  # the child: `mcp-warden cred set k` on a pseudo-terminal
+        argv = [sys.executable, "-m", "mcp_warden", "cred", "set", "k"]
+        os.execve(sys.executable, argv, env)  # noqa: S606  (fixed argv, like run_cli)
+    screen = b""
+    try:
+        for _ in range(2):  # the prompt, then the confirmation prompt
+            screen += _read_until(master, b": ")
+            os.write(master, secret.encode() + b"\n")
+        screen += _read_until(master, b"created")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0, screen
+    assert b"value of k" in screen
+    assert secret.encode() not in screen
+    assert ok(run_cli(["cred", "get", "k"], env)).stdout == secret + "\n"
+
+
+def _read_until(fd: int, marker: bytes, timeout: float = 20.0) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no {marker!r} within {timeout} s; saw {data!r}"
+        data += os.read(fd, 4096)
+    return data

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from mcp_warden.config import Settings
 from mcp_warden.credentials import files, rekey
 from mcp_warden.credentials.auditlog import GENESIS, RotationLog
 from mcp_warden.credentials.envelope import decrypt
@@ -372,3 +373,10 @@ def test_import_refuses_the_store_itself_and_bad_keys(rotator: Rotator) -> None:
         parse_fernet_key(None)
     with pytest.raises(ConfigError, match="not a Fernet key"):
         parse_fernet_key("too-short")
+
+
+def test_the_actor_comes_from_mcp_actor_or_defaults_to_user_at_host() -> None:
+    assert Settings.from_env({"MCP_ACTOR": "ops-bot"}).actor == "ops-bot"
+    assert Settings.from_env({"USER": "alice"}).actor.startswith("alice@")
+    with pytest.raises(ConfigError, match="MCP_ACTOR"):
+        Settings.from_env({"MCP_ACTOR": "evil\nactor"})

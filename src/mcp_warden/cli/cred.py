@@ -21,7 +21,7 @@ from mcp_warden.credentials.envelope import generate_key, parse_key
 from mcp_warden.credentials.fernet_import import import_fernet, parse_fernet_key
 from mcp_warden.credentials.rekey import rekey
 from mcp_warden.credentials.rotation import Check, CredentialAge, Rotator, credential_ages
-from mcp_warden.credentials.store import CredentialStore, check_name
+from mcp_warden.credentials.store import CredentialStore, check_name, not_found
 from mcp_warden.errors import ConfigError
 
 
@@ -84,7 +84,9 @@ def rotate(ctx: click.Context, name: str) -> None:
 def run_rotate(ctx: click.Context, name: str, check: Check | None = None) -> None:
     """What `cred rotate` does; `check` sees the new value before anything is written."""
     rotator = Rotator.from_settings(settings(ctx))
-    rotator.rotate(check_name(name), read_value(name), check=check)
+    if check_name(name) not in rotator.store.names():
+        raise not_found(rotator.store.path, name)  # before asking for a value
+    rotator.rotate(name, read_value(name), check=check)
     click.echo(f"{name}: rotated")
 
 
@@ -107,7 +109,12 @@ def delete(ctx: click.Context, name: str) -> None:
 
 
 @cred.command()
-@click.option("--max-age-days", type=click.IntRange(min=1), default=None, help="default: 30")
+@click.option(
+    "--max-age-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="default: MCP_ROTATION_MAX_AGE_DAYS (30)",
+)
 @click.pass_context
 def due(ctx: click.Context, max_age_days: int | None) -> None:
     """Exit 1 and name every credential due for rotation; exit 0 when none is."""

@@ -38,6 +38,7 @@ Signature = tuple[int, int, int, int, int]
 """(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): changes whenever a file is replaced."""
 
 LOCK_TIMEOUT = 30.0
+_warned: set[tuple[int, int, int]] = set()
 # filelock polls a non-blocking flock; a short interval keeps queued writers from idling.
 
 
@@ -137,8 +138,10 @@ def remove_stale_temps(path: Path) -> None:
 
 
 def warn_if_exposed(path: Path, st: os.stat_result) -> None:
-    """Log a warning when a secret-bearing file is readable by group or others."""
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    """Log a warning (once per file per process) when group or others can access it."""
+    seen = (st.st_dev, st.st_ino, st.st_ctime_ns)  # a chmod or a new file warns again
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) and seen not in _warned:
+        _warned.add(seen)
         logger.warning(
             "%s is accessible to group or others (mode %03o); run `chmod 600 %s`",
             path,
