@@ -17,6 +17,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from mcp_warden.credentials.auditlog import RotationLog
+from mcp_warden.credentials.rotation import Rotator
+from mcp_warden.credentials.store import CredentialStore
 from tests.support.credentials import LOG, STORE, cred_env, new_key, tutorial_store_credential
 from tests.support.procs import run_cli
 
@@ -108,14 +110,24 @@ def test_due_exits_1_when_a_credential_is_due(tmp_path: Path) -> None:
     assert re.fullmatch(r"stale\s+40 d\s+yes", listing[2])
 
 
-def test_log_verify_exits_1_on_an_edited_line(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
-    for name in ("a", "b", "c"):
-        ok(run_cli(["cred", "set", name], env, input="v"))
-    assert "3 lines verified" in ok(run_cli(["cred", "log", "--verify"], env)).stdout
+def test_log_verify_finds_an_edited_reordered_or_deleted_line(tmp_path: Path) -> None:
+    key = new_key()
+    env = cred_env(tmp_path, key)
+    rotator = Rotator(
+        CredentialStore(tmp_path / STORE, bytes.fromhex(key)), RotationLog(tmp_path / LOG, "t")
+    )
+    for name in "abcd":
+        rotator.set(name, "v")
+    assert "4 lines verified" in ok(run_cli(["cred", "log", "--verify"], env)).stdout
     log = tmp_path / LOG
-    log.write_text(log.read_text().replace('"credential":"a"', '"credential":"z"'))
-    one_line_error(run_cli(["cred", "log", "--verify"], env), 1, "line 2 .*does not chain")
+    good = log.read_bytes().splitlines(keepends=True)
+    edited = [good[0], good[1].replace(b'"b"', b'"z"'), *good[2:]]
+    reordered = [good[0], good[2], good[1], good[3]]
+    deleted = [good[0], good[2], good[3]]
+    for lines, first_bad in ((edited, 3), (reordered, 2), (deleted, 2)):
+        log.write_bytes(b"".join(lines))
+        result = run_cli(["cred", "log", "--verify"], env)
+        one_line_error(result, 1, f"line {first_bad} .*does not chain to line {first_bad - 1}")
 
 
 def test_no_secret_in_any_output_or_file(tmp_path: Path) -> None:
