@@ -23,7 +23,7 @@ from mcp_warden.credentials.errors import DecryptionFailed
 from mcp_warden.credentials.rotation import previous_path
 from mcp_warden.credentials.store import CredentialStore
 from tests.support.credentials import LOG, STORE, cred_env, new_key
-from tests.support.procs import REPO
+from tests.support.procs import REPO, stop
 
 pytestmark = pytest.mark.slow
 
@@ -108,50 +108,63 @@ def test_sigkill_during_set_rotate_and_rekey_never_loses_committed_entries(
     seed = secrets.randbits(32)
     rng = random.Random(seed)
     zygote = subprocess.Popen(
-        [*WORKERS, "zygote"], env=env, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        [*WORKERS, "zygote"],
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,  # `stop` then ends the zygote and any child it forked
     )
     assert zygote.stdin is not None
     assert zygote.stdout is not None
     committed: dict[str, str] = {}
     ever: dict[str, set[str]] = defaultdict(set)
     killed_during: Counter[str] = Counter()
+    pending: Pending | None = None
+
+    def next_report() -> tuple[str, str]:
+        """Read lines, tracking the child's operations, until the zygote speaks."""
+        nonlocal pending
+        assert zygote.stdout is not None
+        while True:
+            line = zygote.stdout.readline().decode()
+            assert line, f"zygote ended (seed {seed})"
+            word, _, rest = line.strip().partition(" ")
+            if word == "begin":
+                pending = Pending(**json.loads(rest))
+                if pending.name is not None and pending.value is not None:
+                    ever[pending.name].add(pending.value)
+            elif word == "done":
+                assert pending is not None
+                if pending.name is not None and pending.value is not None:
+                    committed[pending.name] = pending.value
+                pending = None
+            elif word in ("spawned", "exit"):
+                return word, rest
+            else:
+                pytest.fail(f"worker said {line!r} (seed {seed})")
+
     kills, deadline = 0, time.monotonic() + 75
     try:
         while kills < 240 and time.monotonic() < deadline:
+            pending = None
             zygote.stdin.write(f"spawn {rng.getrandbits(32)}\n".encode())
             zygote.stdin.flush()
-            spawned = zygote.stdout.readline().decode().split()
-            assert spawned[0] == "spawned", (seed, spawned)
-            pid = int(spawned[1])
+            word, pid = next_report()  # the child may already have begun an operation
+            assert word == "spawned", (seed, word)
             time.sleep(rng.uniform(0.0, 0.05))
-            os.kill(pid, signal.SIGKILL)
-            pending: Pending | None = None
-            while True:
-                line = zygote.stdout.readline().decode()
-                assert line, f"zygote ended (seed {seed})"
-                word, _, rest = line.strip().partition(" ")
-                if word == "begin":
-                    pending = Pending(**json.loads(rest))
-                    if pending.name is not None and pending.value is not None:
-                        ever[pending.name].add(pending.value)
-                elif word == "done":
-                    assert pending is not None
-                    if pending.name is not None and pending.value is not None:
-                        committed[pending.name] = pending.value
-                    pending = None
-                elif word == "exit":
-                    status = int(rest.split()[1])
-                    assert os.WIFSIGNALED(status), (seed, status)
-                    assert os.WTERMSIG(status) == signal.SIGKILL
-                    break
-                else:
-                    pytest.fail(f"worker said {line!r} (seed {seed})")
+            os.kill(int(pid), signal.SIGKILL)
+            word, rest = next_report()
+            assert word == "exit", (seed, word)
+            status = int(rest.split()[1])
+            assert os.WIFSIGNALED(status), (seed, status)
+            assert os.WTERMSIG(status) == signal.SIGKILL
             killed_during[pending.op if pending else "between operations"] += 1
             _check(tmp_path, keys, committed, pending, ever)
             kills += 1
     finally:
         zygote.stdin.close()
-        zygote.wait(timeout=10)
+        stop(zygote)
     print(f"seed {seed}: {kills} SIGKILLs, in flight: {dict(killed_during)}")
     assert kills >= 200, (seed, kills, killed_during)
     for op in ("set", "rotate", "rekey"):

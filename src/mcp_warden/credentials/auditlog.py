@@ -97,8 +97,9 @@ class RotationLog:
                     "actor": self.actor,
                     "prev": _sha256(last) if last is not None else GENESIS,
                 }
-                line = json.dumps(record, separators=(",", ":"), ensure_ascii=True)
-                os.write(fd, line.encode("ascii") + b"\n")
+                line = json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+                if os.write(fd, line) != len(line):  # one write: a crash cannot interleave lines
+                    raise OSError(f"short write to {self.path} (disk full?)")
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -117,11 +118,12 @@ class RotationLog:
             event = _parse(self.path, number, line)
             prev = json.loads(line)["prev"]
             if prev != expected:
+                link = f"chain to line {number - 1}" if number > 1 else "start the chain"
                 raise LogCorrupt(
                     f"{self.path} line {number} ({event.action} {event.credential!r}) does not "
-                    f"chain to line {number - 1}: a line at or before it was edited, reordered, "
-                    "inserted or deleted; keep this copy as evidence, restore the log from a "
-                    "backup and review the store's changes"
+                    f"{link}: a line at or before it was edited, reordered, inserted or deleted; "
+                    "keep this copy as evidence, restore the log from a backup and review the "
+                    "store's changes"
                 )
             expected = _sha256(line)
         return LogSummary(len(lines), expected)
