@@ -319,3 +319,12 @@ def test_lock_times_out_with_a_clear_error(store: CredentialStore) -> None:
     finally:
         release.set()
         thread.join()
+
+
+def test_a_fernet_store_gets_the_import_hint(store: CredentialStore) -> None:
+    from cryptography.fernet import Fernet
+
+    token = Fernet(Fernet.generate_key()).encrypt(b"v").decode()
+    store.path.write_text(json.dumps({"k": token}))
+    with pytest.raises(InvalidEnvelope, match="import-fernet"):
+        store.load("k")

@@ -230,6 +230,11 @@ def envelope_of(path: Path, name: str, entries: dict[str, object]) -> Envelope:
             f"credential {name!r} in {path} is JSON {type(raw).__name__}, not an envelope "
             f"string; set it again with `mcp-warden cred set {name}`"
         )
+    if raw.startswith("gAAAAA") and ":" not in raw:
+        raise InvalidEnvelope(
+            f"credential {name!r} in {path} is a Fernet token (the tutorial's Python variant); "
+            "move that file aside and run `mcp-warden cred import-fernet FILE`"
+        )
     try:
         return Envelope.parse(raw)
     except InvalidEnvelope as exc:
