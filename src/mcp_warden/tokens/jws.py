@@ -1,0 +1,91 @@
+"""Strict base64url and compact-JWS splitting: the bytes a verifier may trust to parse.
+
+Everything here refuses rather than repairs. A compact JWS is accepted only
+when it is at most 8 KiB of ASCII, has exactly three segments, and every
+segment is canonical base64url (RFC 7515 section 2: no padding, only the
+URL-safe alphabet, and re-encoding the decoded bytes gives the segment back,
+so no two spellings of one token exist).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+MAX_TOKEN_CHARS = 8 * 1024
+ED25519_SIGNATURE_BYTES = 64
+
+# Three non-empty segments of the URL-safe alphabet; nothing else, not even a newline.
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_PADDING = ("", "", "==", "=")  # indexed by len % 4; 1 is never valid (checked first)
+
+
+class MalformedError(ValueError):
+    """Bytes that are not what this module accepts; the message says which rule failed."""
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode canonical unpadded base64url, or raise MalformedError."""
+    if not _B64URL.fullmatch(text):
+        raise MalformedError("not base64url: only A-Z a-z 0-9 - _ without padding")
+    return _decode_alphabet_checked(text)
+
+
+def _decode_alphabet_checked(text: str) -> bytes:
+    """Decode `text`, already known to use only the base64url alphabet."""
+    if len(text) % 4 == 1:
+        raise MalformedError("base64url of impossible length")
+    try:
+        data = base64.urlsafe_b64decode(text + _PADDING[len(text) % 4])
+    except binascii.Error:  # pragma: no cover - the alphabet and length are checked above
+        raise MalformedError("not base64url") from None
+    # Non-zero unused bits in the last character decode to the same bytes:
+    # refuse such second spellings so a token has exactly one encoding.
+    if base64.urlsafe_b64encode(data).rstrip(b"=") != text.encode("ascii"):
+        raise MalformedError("non-canonical base64url (unused bits set)")
+    return data
+
+
+def split_compact(token: str) -> tuple[str, str, str]:
+    """The three segments of a compact JWS, after the size and alphabet checks.
+
+    Runs before any decoding: over 8 KiB, non-ASCII, padding, whitespace or a
+    segment count other than three is refused here.
+    """
+    if len(token) > MAX_TOKEN_CHARS:
+        raise MalformedError(f"token longer than {MAX_TOKEN_CHARS} characters")
+    if not _COMPACT.fullmatch(token):
+        raise MalformedError(
+            "not a compact JWS: expected three non-empty base64url segments separated by '.'"
+        )
+    header, payload, signature = token.split(".")
+    return header, payload, signature
+
+
+def decode_segment(segment: str) -> bytes:
+    """Decode a segment that `split_compact` returned (alphabet already checked)."""
+    return _decode_alphabet_checked(segment)
+
+
+def ed25519_verify(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """True when `signature` is a valid Ed25519 signature of `message` under `key`.
+
+    One call into OpenSSL via `cryptography`; wrong lengths are simply invalid.
+    """
+    if len(signature) != ED25519_SIGNATURE_BYTES:
+        return False
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
