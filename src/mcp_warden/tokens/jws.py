@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 MAX_TOKEN_CHARS = 8 * 1024
 ED25519_SIGNATURE_BYTES = 64
 
-# Three non-empty segments of the URL-safe alphabet; nothing else, not even a newline.
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# Three segments of the URL-safe alphabet, nothing else (not even a newline). Only the
+# header must be non-empty here: an empty signature (alg "none") is refused for its alg.
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _PADDING = ("", "", "==", "=")  # indexed by len % 4; 1 is never valid (checked first)
 
@@ -66,7 +67,7 @@ def split_compact(token: str) -> tuple[str, str, str]:
         raise MalformedError(f"token longer than {MAX_TOKEN_CHARS} characters")
     if not _COMPACT.fullmatch(token):
         raise MalformedError(
-            "not a compact JWS: expected three non-empty base64url segments separated by '.'"
+            "not a compact JWS: expected three base64url segments separated by '.'"
         )
     header, payload, signature = token.split(".")
     return header, payload, signature
