@@ -24,9 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt import PyJWK
@@ -34,6 +33,9 @@ from jwt.exceptions import PyJWTError
 
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.jws import MalformedError, b64url_decode, b64url_encode
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("mcp_warden.tokens.jwks")
 
@@ -210,7 +212,8 @@ class UrlJwks:
     Refetched when older than `max_age` seconds and, on an unknown kid, at most
     once per `cooldown` seconds. A failed fetch (network, status, size, content)
     keeps the last good set and is retried no sooner than `cooldown` later.
-    Redirects are not followed.
+    Redirects are not followed. httpx is imported here, not at module level, so
+    file-based verifiers and the CLI do not pay for it.
     """
 
     def __init__(
@@ -225,12 +228,14 @@ class UrlJwks:
     ) -> None:
         if not url.startswith("https://"):
             raise ConfigError(f"MCP_JWKS URL must use https:// (got {url.split(':', 1)[0]}://)")
+        import httpx  # noqa: PLC0415  (see the class docstring)
+
         self._url = url
         self._max_age = max_age
         self._cooldown = cooldown
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._client = httpx.Client(
+        self._client: httpx.Client = httpx.Client(
             timeout=timeout,
             verify=ssl_context if ssl_context is not None else True,
             follow_redirects=False,
@@ -268,6 +273,8 @@ class UrlJwks:
                 self._fresh_until = now + self._max_age
 
     def _fetch(self) -> bool:
+        import httpx  # noqa: PLC0415  (already loaded by __init__)
+
         try:
             self._keys = parse_jwks(self._download())
         except (httpx.HTTPError, JwksError) as exc:
@@ -277,7 +284,7 @@ class UrlJwks:
 
     def _download(self) -> bytes:
         with self._client.stream("GET", self._url) as resp:
-            if resp.status_code != httpx.codes.OK:
+            if resp.status_code != 200:
                 raise JwksError(f"HTTP status {resp.status_code}")
             body = bytearray()
             for chunk in resp.iter_bytes():

@@ -38,7 +38,6 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
-from filelock import FileLock
 
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.tokens.jwks import JwksError, public_jwk, public_key_from_jwk
@@ -177,6 +176,8 @@ class KeyDir:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        from filelock import FileLock  # noqa: PLC0415  (only mutations pay for its import)
+
         self._ensure_dir()
         with FileLock(str(self.path / LOCK_FILE), timeout=30):
             yield
