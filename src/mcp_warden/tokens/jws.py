@@ -23,7 +23,17 @@ ED25519_SIGNATURE_BYTES = 64
 # header must be non-empty here: an empty signature (alg "none") is refused for its alg.
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_PADDING = ("", "", "==", "=")  # indexed by len % 4; 1 is never valid (checked first)
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")  # indexed by len % 4; 1 is never valid (checked first)
+# The last character of an unpadded segment has unused low bits that must be zero
+# (4 bits when len % 4 == 2, 2 bits when len % 4 == 3): otherwise it is a second
+# spelling of the same bytes.
+_CANONICAL_LAST = {
+    0: frozenset(_ALPHABET),
+    2: frozenset(_ALPHABET[::16]),
+    3: frozenset(_ALPHABET[::4]),
+}
 
 
 class MalformedError(ValueError):
@@ -44,17 +54,17 @@ def b64url_decode(text: str) -> bytes:
 
 def _decode_alphabet_checked(text: str) -> bytes:
     """Decode `text`, already known to use only the base64url alphabet."""
-    if len(text) % 4 == 1:
+    rest = len(text) % 4
+    if rest == 1:
         raise MalformedError("base64url of impossible length")
+    if text and text[-1] not in _CANONICAL_LAST[rest]:
+        raise MalformedError("non-canonical base64url (unused bits set)")
     try:
-        data = base64.urlsafe_b64decode(text + _PADDING[len(text) % 4])
+        return binascii.a2b_base64(
+            text.encode("ascii").translate(_TO_STANDARD) + _PADDING[rest], strict_mode=True
+        )
     except binascii.Error:  # pragma: no cover - the alphabet and length are checked above
         raise MalformedError("not base64url") from None
-    # Non-zero unused bits in the last character decode to the same bytes:
-    # refuse such second spellings so a token has exactly one encoding.
-    if base64.urlsafe_b64encode(data).rstrip(b"=") != text.encode("ascii"):
-        raise MalformedError("non-canonical base64url (unused bits set)")
-    return data
 
 
 def split_compact(token: str) -> tuple[str, str, str]:

@@ -60,7 +60,7 @@ from mcp_warden.tokens.toolnames import TOOL_NAME
 
 KID = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 thumbprint
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "exp", "jti", "tools")
-MAX_HEADER_CACHE = 256
+MAX_SHARED = 256  # distinct headers / tool lists remembered
 
 
 def _refuse(reason: Reason, message: str) -> NoReturn:
@@ -99,6 +99,7 @@ class Verifier:
         self._cache_size = cache_size
         self._cache: dict[bytes, Claims] = {}  # sha256(token) -> claims, oldest first
         self._headers: dict[str, str] = {}  # accepted header segment -> its kid
+        self._toolsets: dict[tuple[str, ...], frozenset[str]] = {}  # tools claim -> shared set
         self._lock = threading.Lock()
 
     @classmethod
@@ -123,15 +124,16 @@ class Verifier:
         """The claims of a valid token, or TokenError with the reason it is refused."""
         if len(token) > MAX_TOKEN_CHARS or not token.isascii():
             _refuse("malformed", "not a token: longer than 8 KiB or not ASCII")
+        raw = token.encode("ascii")
+        digest = hashlib.sha256(raw).digest()
         now = self._clock()
-        digest = hashlib.sha256(token.encode("ascii")).digest()
         claims = self._cache.get(digest)
         if claims is not None:
             if now < claims.exp and claims.kid in self._jwks.current():
                 self._check_revoked(claims)
                 return claims
             self._cache.pop(digest, None)  # expired or key retired: decide afresh below
-        claims = self._verify_new(token, now)
+        claims = self._verify_new(token, raw, now)
         if self._cache_size > 0:
             with self._lock:
                 if len(self._cache) >= self._cache_size:
@@ -149,7 +151,7 @@ class Verifier:
 
     # -- the full check ----------------------------------------------------
 
-    def _verify_new(self, token: str, now: float) -> Claims:
+    def _verify_new(self, token: str, raw: bytes, now: float) -> Claims:
         try:
             header_b64, payload_b64, signature_b64 = split_compact(token)
         except MalformedError as exc:
@@ -164,7 +166,7 @@ class Verifier:
             payload = decode_segment(payload_b64)
         except MalformedError as exc:
             _refuse("malformed", str(exc))
-        signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
+        signing_input = raw[: len(header_b64) + 1 + len(payload_b64)]
         if not ed25519_verify(key, signature, signing_input):
             _refuse("bad_signature", f"signature does not verify under key {kid}")
         claims = self._check_claims(_json_object(payload, "payload"), kid, now)
@@ -189,7 +191,7 @@ class Verifier:
         if not isinstance(kid, str) or not KID.fullmatch(kid):
             _refuse("malformed", "kid missing or not an RFC 7638 thumbprint")
         with self._lock:
-            if len(self._headers) >= MAX_HEADER_CACHE:
+            if len(self._headers) >= MAX_SHARED:
                 self._headers.clear()
             self._headers[header_b64] = kid
         return kid
@@ -198,14 +200,20 @@ class Verifier:
         for name in REQUIRED_CLAIMS:
             if name not in doc:
                 _refuse("missing_claim", f"required claim {name} is missing")
-        iss, sub, aud, jti = (_string(doc, name) for name in ("iss", "sub", "aud", "jti"))
+        iss, sub, aud, jti = (
+            _string(doc, "iss"),
+            _string(doc, "sub"),
+            _string(doc, "aud"),
+            _string(doc, "jti"),
+        )
         iat, exp = _integer(doc, "iat"), _integer(doc, "exp")
         nbf = _integer(doc, "nbf") if "nbf" in doc else None
         tools = doc["tools"]
-        if type(tools) is not list or not all(
-            type(t) is str and TOOL_NAME.fullmatch(t) for t in tools
-        ):
+        if type(tools) is not list:
             _refuse("invalid_claim", "tools must be a list of MCP tool names")
+        for tool in tools:
+            if type(tool) is not str or not TOOL_NAME.fullmatch(tool):
+                _refuse("invalid_claim", "tools must be a list of MCP tool names")
         if iss != self._issuer:
             _refuse("wrong_issuer", "token issued by another issuer")
         if aud != self._audience:
@@ -218,7 +226,21 @@ class Verifier:
             _refuse("invalid_claim", "exp is not after iat")
         if exp - iat > self._max_ttl:
             _refuse("lifetime_too_long", f"token lifetime above the maximum {self._max_ttl} s")
-        return Claims(iss, sub, aud, iat, nbf, exp, jti, frozenset(tools), kid)
+        # iss and aud are our own (equal) strings, shared by every cache entry
+        toolset = self._shared_toolset(tools)
+        return Claims(self._issuer, sub, self._audience, iat, nbf, exp, jti, toolset, kid)
+
+    def _shared_toolset(self, tools: list[str]) -> frozenset[str]:
+        """One frozenset per distinct tool list (bounded), so cache entries stay small."""
+        key = tuple(tools)
+        toolset = self._toolsets.get(key)
+        if toolset is None:
+            toolset = frozenset(tools)
+            with self._lock:
+                if len(self._toolsets) >= MAX_SHARED:
+                    self._toolsets.clear()
+                self._toolsets[key] = toolset
+        return toolset
 
     def _check_revoked(self, claims: Claims) -> None:
         if self._denylist.is_revoked(claims.jti, claims.sub, claims.iat):
