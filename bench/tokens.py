@@ -16,6 +16,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -146,19 +147,26 @@ def run() -> list[Figure]:
 
         repeated = _tokens(key, kid, 1, now)[0]
         verifier.verify(repeated)
-        repeated_us = per_call_us(lambda: verifier.verify(repeated), number=20_000)
 
         # The tutorial's validate_token: a dict lookup, an expiry and a tool check.
-        active = {secrets.token_urlsafe(32): {"tools": ["web_search"], "expires": now + 3600.0}}
+        active: dict[str, dict[str, Any]] = {
+            secrets.token_urlsafe(32): {"tools": ["web_search"], "expires": now + 3600.0}
+        }
         tutorial_token = next(iter(active))
 
         def validate_token(token: str = tutorial_token, tool: str = "web_search") -> bool:
             entry = active.get(token)
-            if not entry or time.time() > float(entry["expires"]):  # type: ignore[arg-type]
+            if not entry or time.time() > entry["expires"]:
                 return False
-            return tool in entry["tools"]  # type: ignore[operator]
+            return tool in entry["tools"]
 
-        floor_us = per_call_us(validate_token, number=100_000)
+        hits: dict[str, list[float]] = {"repeated": [], "floor": []}
+        for _ in range(ROUNDS):  # taking turns, like the fresh-token figures
+            hits["repeated"].append(
+                per_call_us(lambda: verifier.verify(repeated), number=20_000, repeat=1)
+            )
+            hits["floor"].append(per_call_us(validate_token, number=20_000, repeat=1))
+        repeated_us, floor_us = (statistics.median(hits[k]) for k in ("repeated", "floor"))
         ours_mb = _cache_memory_mb(key, kid, keys, now)
         tutorial_mb = _tutorial_memory_mb()
 
