@@ -210,10 +210,11 @@ class UrlJwks:
     """A JWKS fetched over https with httpx.
 
     Refetched when older than `max_age` seconds and, on an unknown kid, at most
-    once per `cooldown` seconds. A failed fetch (network, status, size, content)
-    keeps the last good set and is retried no sooner than `cooldown` later.
-    Redirects are not followed. httpx is imported here, not at module level, so
-    file-based verifiers and the CLI do not pay for it.
+    once per `cooldown` seconds; the fetch runs in the calling thread (timeout
+    `timeout`) while other threads keep using the last good set. A failed fetch
+    (network, status, size, content) keeps the last good set and is retried no
+    sooner than `cooldown` later. Redirects are not followed. httpx is imported
+    here, not at module level, so file-based verifiers and the CLI do not pay for it.
     """
 
     def __init__(
@@ -262,15 +263,21 @@ class UrlJwks:
         self._client.close()
 
     def _refresh(self, *, forced: bool) -> None:
-        with self._lock:
+        # One fetch at a time, and nobody waits for it: other threads keep
+        # answering from the last good set instead of stalling behind the network.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             now = self._monotonic()
             if now < self._last_attempt + self._cooldown:
-                return  # another thread just tried, or the last failure is too recent
+                return  # another thread just fetched, or the last failure is too recent
             if not forced and now < self._fresh_until:
                 return
             self._last_attempt = now
             if self._fetch():
                 self._fresh_until = now + self._max_age
+        finally:
+            self._lock.release()
 
     def _fetch(self) -> bool:
         import httpx  # noqa: PLC0415  (already loaded by __init__)

@@ -5,7 +5,7 @@ into keys (jwks). This hot path parses the compact JWS itself, for two reasons
 measured and tested here: `jwt.decode` costs 1.6-1.8x a raw Ed25519 verify
 (the goal is 1.25x), and it accepts what we must refuse (padded or
 non-canonical base64url, `exp` as a numeric string or float, `true` as an
-integer, typ unchecked). The tests use PyJWT as an oracle: every token this
+integer, typ unchecked, tools not a list). The tests use PyJWT as an oracle: every token this
 verifier accepts, `jwt.decode` pinned to EdDSA accepts with the same claims.
 
 Order of checks for a token not seen before (first failure wins):
