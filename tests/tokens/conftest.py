@@ -1,7 +1,9 @@
-"""Fixtures for token tests: a TokenLab and an HTTP server that records every request."""
+"""Fixtures for token tests: a TokenLab and real http/https servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,69 +20,49 @@ def lab(tmp_path: Path) -> TokenLab:
     return TokenLab(tmp_path / "keys")
 
 
-class RecordingServer(ThreadingHTTPServer):
-    """Answers 404 to everything on 127.0.0.1 and remembers each request path."""
+class StubServer(ThreadingHTTPServer):
+    """A real server on 127.0.0.1 (https when given a PKI) that records every request path.
 
-    def __init__(self) -> None:
+    It answers `status` with `body`, or a redirect for 301/302/307.
+    """
+
+    def __init__(self, pki: TestPki | None = None, *, status: int = 200) -> None:
         self.requests: list[str] = []
-        super().__init__(("127.0.0.1", 0), _Recorder)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        assert isinstance(self.server, RecordingServer)
-        self.server.requests.append(self.path)
-        self.send_response(404)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[RecordingServer]:
-    server = RecordingServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class JwksServer(ThreadingHTTPServer):
-    """A real https server on 127.0.0.1 serving `body` at /jwks.json (or failing on demand)."""
-
-    def __init__(self, pki: TestPki) -> None:
         self.body = b'{"keys": []}'
-        self.status = 200
-        self.hits = 0
+        self.status = status
         self.pki = pki
-        super().__init__(("127.0.0.1", 0), _JwksHandler)
-        self.socket = pki.server_context().wrap_socket(self.socket, server_side=True)
+        super().__init__(("127.0.0.1", 0), _StubHandler)
+        if pki is not None:
+            self.socket = pki.server_context().wrap_socket(self.socket, server_side=True)
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.server_address[1]}/jwks.json"
+        scheme = "http" if self.pki is None else "https"
+        return f"{scheme}://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.url}/jwks.json"
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's test CA (and nothing else)."""
+        assert self.pki is not None, "a plain http server has no certificate"
+        return self.pki.client_context()
 
 
-class _JwksHandler(BaseHTTPRequestHandler):
+class _StubHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        assert isinstance(self.server, JwksServer)
-        self.server.hits += 1
-        if self.server.status in (301, 302, 307):
-            self.send_response(self.server.status)
+        server = self.server
+        assert isinstance(server, StubServer)
+        server.requests.append(self.path)
+        if server.status in (301, 302, 307):
+            self.send_response(server.status)
             self.send_header("Location", "https://127.0.0.1:1/elsewhere.json")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = self.server.body if self.server.status == 200 else b"down"
-        self.send_response(self.server.status)
+        body = server.body if server.status == 200 else b"no"
+        self.send_response(server.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -90,14 +72,9 @@ class _JwksHandler(BaseHTTPRequestHandler):
         """Quiet."""
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def jwks_server(pki: TestPki) -> Iterator[JwksServer]:
-    server = JwksServer(pki)
+@contextlib.contextmanager
+def serving(server: StubServer) -> Iterator[StubServer]:
+    """Serve in a thread; always shut down and close."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -105,3 +82,22 @@ def jwks_server(pki: TestPki) -> Iterator[JwksServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[StubServer]:
+    """Plain http, 404 for everything: the place hostile header URLs point at."""
+    with serving(StubServer(status=404)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def jwks_server(pki: TestPki) -> Iterator[StubServer]:
+    """https with a certificate from the test CA, serving `body` at /jwks.json."""
+    with serving(StubServer(pki)) as server:
+        yield server

@@ -27,7 +27,7 @@ from mcp_warden.tokens.jwks import public_jwk
 from mcp_warden.tokens.jws import b64url_encode
 from tests.support.tokens import NOW, TokenLab, b64json, forge
 
-from .conftest import RecordingServer
+from .conftest import StubServer
 
 
 @dataclass
@@ -278,9 +278,7 @@ TABLE: list[tuple[str, Row, str]] = [
 
 
 @pytest.mark.parametrize(("build", "reason"), [pytest.param(b, r, id=i) for i, b, r in TABLE])
-def test_refused_with_reason(
-    lab: TokenLab, recorder: RecordingServer, build: Row, reason: str
-) -> None:
+def test_refused_with_reason(lab: TokenLab, recorder: StubServer, build: Row, reason: str) -> None:
     before = len(recorder.requests)
     token = build(Ctx(lab, recorder.url))
     with pytest.raises(TokenError) as info:

@@ -26,7 +26,7 @@ from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.verifier import Verifier
 from tests.support.tokens import AUDIENCE, ISSUER, NOW, Clock, forge
 
-from .conftest import JwksServer
+from .conftest import StubServer
 
 
 def jwks_bytes(*keys: Ed25519PrivateKey, extra: list[dict[str, object]] | None = None) -> bytes:
@@ -140,24 +140,24 @@ class TestUrl:
         with pytest.raises(ConfigError, match="https"):
             open_jwks("http://127.0.0.1:1/jwks.json")
 
-    def test_untrusted_certificate_is_refused(self, jwks_server: JwksServer) -> None:
+    def test_untrusted_certificate_is_refused(self, jwks_server: StubServer) -> None:
         with pytest.raises(ConfigError, match="cannot fetch"):
-            UrlJwks(jwks_server.url)  # default trust store does not know the test CA
+            UrlJwks(jwks_server.jwks_url)  # default trust store does not know the test CA
 
-    def test_fetch_cache_max_age_and_unknown_kid_cooldown(self, jwks_server: JwksServer) -> None:
+    def test_fetch_cache_max_age_and_unknown_kid_cooldown(self, jwks_server: StubServer) -> None:
         clock = Clock()
         a, b, c = (Ed25519PrivateKey.generate() for _ in range(3))
         jwks_server.body = jwks_bytes(a)
         source = UrlJwks(
-            jwks_server.url,
+            jwks_server.jwks_url,
             max_age=60.0,
             cooldown=1.0,
-            ssl_context=jwks_server.pki.client_context(),
+            ssl_context=jwks_server.client_context(),
             monotonic=clock.monotonic,
         )
         try:
             assert len(source.current()) == 1
-            assert jwks_server.hits == 1
+            assert len(jwks_server.requests) == 1
             jwks_server.body = jwks_bytes(a, b)
             assert len(source.current()) == 1  # cached
             assert len(source.refresh_unknown_kid()) == 1  # cooldown since the first fetch
@@ -166,28 +166,30 @@ class TestUrl:
             jwks_server.body = jwks_bytes(a, b, c)
             for _ in range(20):
                 source.refresh_unknown_kid()  # an attacker's stream of unknown kids
-            assert jwks_server.hits == 2
+            assert len(jwks_server.requests) == 2
             clock.mono += 60.0
             assert len(source.current()) == 3  # max age reached
-            assert jwks_server.hits == 3
+            assert len(jwks_server.requests) == 3
         finally:
             source.close()
 
     @pytest.mark.parametrize("status", [500, 404, 302])
-    def test_failed_fetch_keeps_last_good_set(self, jwks_server: JwksServer, status: int) -> None:
+    def test_failed_fetch_keeps_last_good_set(self, jwks_server: StubServer, status: int) -> None:
         clock = Clock()
         a = Ed25519PrivateKey.generate()
         jwks_server.body = jwks_bytes(a)
         source = UrlJwks(
-            jwks_server.url, ssl_context=jwks_server.pki.client_context(), monotonic=clock.monotonic
+            jwks_server.jwks_url,
+            ssl_context=jwks_server.client_context(),
+            monotonic=clock.monotonic,
         )
         try:
             jwks_server.status = status
             clock.mono += 61.0
             assert list(source.current()) == [public_jwk(a.public_key())["kid"]]
-            hits = jwks_server.hits
+            hits = len(jwks_server.requests)
             assert list(source.current()) == [public_jwk(a.public_key())["kid"]]
-            assert jwks_server.hits == hits  # no retry before the cooldown
+            assert len(jwks_server.requests) == hits  # no retry before the cooldown
             jwks_server.status, jwks_server.body = 200, b"not json"
             clock.mono += 1.0
             assert list(source.current()) == [public_jwk(a.public_key())["kid"]]
@@ -195,15 +197,15 @@ class TestUrl:
             source.close()
 
     def test_verifier_over_https_retires_a_key_without_restart(
-        self, jwks_server: JwksServer
+        self, jwks_server: StubServer
     ) -> None:
         clock = Clock()
         old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         jwks_server.body = jwks_bytes(old)
         source = UrlJwks(
-            jwks_server.url,
+            jwks_server.jwks_url,
             max_age=5.0,
-            ssl_context=jwks_server.pki.client_context(),
+            ssl_context=jwks_server.client_context(),
             monotonic=clock.monotonic,
         )
         verifier = Verifier(
