@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import NoReturn
 
 import click
 
@@ -115,7 +116,7 @@ def _verify(ctx: click.Context, denylist: Denylist, raw: str) -> Claims:
         verifier.close()
 
 
-def _refused(exc: TokenError) -> None:
+def _refused(exc: TokenError) -> NoReturn:
     click.echo(f"mcp-warden: {exc.reason}: {exc}", err=True)
     sys.exit(1)
 

@@ -200,13 +200,12 @@ class Verifier:
         for name in REQUIRED_CLAIMS:
             if name not in doc:
                 _refuse("missing_claim", f"required claim {name} is missing")
-        iss, sub, aud, jti = (
-            _string(doc, "iss"),
-            _string(doc, "sub"),
-            _string(doc, "aud"),
-            _string(doc, "jti"),
-        )
-        iat, exp = _integer(doc, "iat"), _integer(doc, "exp")
+        iss = _string(doc, "iss")
+        sub = _string(doc, "sub")
+        aud = _string(doc, "aud")
+        jti = _string(doc, "jti")
+        iat = _integer(doc, "iat")
+        exp = _integer(doc, "exp")
         nbf = _integer(doc, "nbf") if "nbf" in doc else None
         tools = doc["tools"]
         if type(tools) is not list:
@@ -226,7 +225,7 @@ class Verifier:
             _refuse("invalid_claim", "exp is not after iat")
         if exp - iat > self._max_ttl:
             _refuse("lifetime_too_long", f"token lifetime above the maximum {self._max_ttl} s")
-        # iss and aud are our own (equal) strings, shared by every cache entry
+        # iss and aud are equal to our own strings: store those, shared by every cache entry
         toolset = self._shared_toolset(tools)
         return Claims(self._issuer, sub, self._audience, iat, nbf, exp, jti, toolset, kid)
 
