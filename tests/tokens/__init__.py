@@ -1,0 +1,1 @@
+"""Tests for scoped tokens: keys, issuer, verifier, CLI, Node interop."""

@@ -1,0 +1,172 @@
+"""Signing keys on disk: files and modes, one active key, rotation state, retire rules."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
+from mcp_warden.errors import ConfigError
+from mcp_warden.tokens.jwks import parse_jwks
+from mcp_warden.tokens.jws import b64url_encode
+from mcp_warden.tokens.keys import KeyDir, KeysError, kid_of
+from tests.support.tokens import NOW, Clock
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def keydir(tmp_path: Path, clock: Clock) -> KeyDir:
+    return KeyDir(tmp_path / "keys", clock=clock.time)
+
+
+def test_new_key_files_and_modes(keydir: KeyDir) -> None:
+    info = keydir.new()
+    pem = keydir.path / f"{info.kid}.pem"
+    assert mode(keydir.path) == 0o700
+    assert mode(pem) == 0o600
+    assert mode(keydir.path / "jwks.json") == 0o644
+    assert mode(keydir.path / "state.json") == 0o644
+    key = load_pem_private_key(pem.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    assert pem.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    assert kid_of(key.public_key()) == info.kid
+    jwks = json.loads((keydir.path / "jwks.json").read_text())
+    assert jwks == {
+        "keys": [
+            {
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": info.x,
+                "kid": info.kid,
+                "alg": "EdDSA",
+                "use": "sig",
+            }
+        ]
+    }
+    state = json.loads((keydir.path / "state.json").read_text())
+    assert set(state["keys"][0]) == {"kid", "x", "created", "stopped_signing"}
+    secret = b64url_encode(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
+    for public_file in ("jwks.json", "state.json"):
+        assert secret not in (keydir.path / public_file).read_text()
+    assert info.active
+    assert info.created == NOW
+
+
+def test_rotation_keeps_old_key_published_and_one_active(keydir: KeyDir, clock: Clock) -> None:
+    first = keydir.new()
+    clock.now += 100
+    second = keydir.new()
+    keys = keydir.live_keys()
+    assert [k.kid for k in keys] == [first.kid, second.kid]
+    assert [k.active for k in keys] == [False, True]
+    assert keys[0].stopped_signing == NOW + 100
+    assert set(parse_jwks((keydir.path / "jwks.json").read_bytes())) == {first.kid, second.kid}
+    assert keydir.signing_key()[0] == second.kid
+
+
+def test_retire_refuses_the_active_key(keydir: KeyDir) -> None:
+    info = keydir.new()
+    with pytest.raises(KeysError, match="active signing key"):
+        keydir.retire(info.kid, max_ttl=3600, force=True)
+
+
+def test_retire_waits_max_ttl_after_the_key_stopped_signing(keydir: KeyDir, clock: Clock) -> None:
+    old = keydir.new()
+    clock.now += 50
+    keydir.new()
+    clock.now += 3599
+    with pytest.raises(KeysError, match="--force"):
+        keydir.retire(old.kid, max_ttl=3600)
+    assert keydir.live_keys()[0].retirable_at(3600) == NOW + 50 + 3600
+    clock.now += 1
+    keydir.retire(old.kid, max_ttl=3600)
+    assert not (keydir.path / f"{old.kid}.pem").exists()
+    assert old.kid not in parse_jwks((keydir.path / "jwks.json").read_bytes())
+    assert [k.kid for k in keydir.live_keys()] != [old.kid]
+    assert len(keydir.live_keys()) == 1
+
+
+def test_retire_force(keydir: KeyDir) -> None:
+    old = keydir.new()
+    keydir.new()
+    keydir.retire(old.kid, max_ttl=86_400, force=True)
+    assert old.kid not in parse_jwks((keydir.path / "jwks.json").read_bytes())
+
+
+def test_retire_unknown_kid(keydir: KeyDir) -> None:
+    keydir.new()
+    with pytest.raises(KeysError, match="no live key"):
+        keydir.retire("A" * 43, max_ttl=1, force=True)
+
+
+def test_signing_key_needs_a_key(keydir: KeyDir) -> None:
+    with pytest.raises(ConfigError, match="keys new"):
+        keydir.signing_key()
+
+
+def test_signing_key_refuses_a_readable_pem(keydir: KeyDir) -> None:
+    info = keydir.new()
+    (keydir.path / f"{info.kid}.pem").chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        keydir.signing_key()
+
+
+def test_signing_key_refuses_a_swapped_pem(keydir: KeyDir) -> None:
+    info = keydir.new()
+    other = KeyDir(keydir.path.parent / "other").new()
+    pem = keydir.path / f"{info.kid}.pem"
+    pem.write_bytes((keydir.path.parent / "other" / f"{other.kid}.pem").read_bytes())
+    with pytest.raises(KeysError, match="does not hold"):
+        keydir.signing_key()
+
+
+def test_signing_key_refuses_an_unpublished_active_key(keydir: KeyDir) -> None:
+    keydir.new()
+    (keydir.path / "jwks.json").write_text('{"keys": []}')
+    with pytest.raises(KeysError, match="not in"):
+        keydir.signing_key()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "{",
+        '{"version": 2, "keys": []}',
+        '{"version": 1}',
+        '{"version": 1, "keys": [{"kid": "x", "x": "y", "created": 1, "stopped_signing": null}]}',
+    ],
+)
+def test_damaged_state_is_refused(keydir: KeyDir, state: str) -> None:
+    keydir.new()
+    (keydir.path / "state.json").write_text(state)
+    with pytest.raises(KeysError):
+        keydir.live_keys()
+
+
+def test_two_active_keys_are_refused(keydir: KeyDir) -> None:
+    keydir.new()
+    keydir.new()
+    path = keydir.path / "state.json"
+    doc = json.loads(path.read_text())
+    for entry in doc["keys"]:
+        entry["stopped_signing"] = None
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KeysError, match="more than one active"):
+        keydir.live_keys()
