@@ -17,18 +17,22 @@ from mcp_warden.config import Settings
 from mcp_warden.tokens.revocation import open_denylist
 
 
-def watch(jti: str, sub: str, iat: int) -> int:
+def watch(iat: int, tokens: list[str]) -> int:
     denylist = open_denylist(Settings.from_env())
+    pending = {token: token.split("/", 1) for token in tokens}
     try:
         print("ready", flush=True)
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
-            if denylist.is_revoked(jti, sub, iat):
-                print(f"seen {time.time():.6f}", flush=True)
-                return 0
+        deadline = time.monotonic() + 15.0
+        while pending and time.monotonic() < deadline:
+            for token, (jti, sub) in list(pending.items()):
+                if denylist.is_revoked(jti, sub, iat):
+                    print(f"seen {token} {time.time():.6f}", flush=True)
+                    del pending[token]
             time.sleep(0.001)
-        print("timeout", flush=True)
-        return 1
+        if pending:
+            print("timeout", flush=True)
+            return 1
+        return 0
     finally:
         denylist.close()
 
@@ -45,8 +49,8 @@ def revoke(prefix: str, count: int, exp: int) -> int:
 
 def main(argv: list[str]) -> int:
     match argv:
-        case ["watch", jti, sub, iat]:
-            return watch(jti, sub, int(iat))
+        case ["watch", iat, *tokens] if tokens:
+            return watch(int(iat), tokens)
         case ["revoke", prefix, count, exp]:
             return revoke(prefix, int(count), int(exp))
     print(__doc__, file=sys.stderr)

@@ -150,8 +150,10 @@ class RedisStore:
                     return entries
 
     def put(self, entries: Entries, now: int) -> None:
-        floor_ms = (now - self._max_ttl - 2 * self._leeway) * 1000
         with self._errors("write"):
+            # Stream ids are the server's milliseconds: trim by its clock, not ours.
+            seconds, micros = self._redis.time()
+            floor_ms = (seconds - self._max_ttl - 2 * self._leeway) * 1000 + micros // 1000
             pipe = self._redis.pipeline(transaction=True)
             if entries.jtis:
                 pipe.zadd(self._jti_key, entries.jtis, gt=True)
@@ -163,7 +165,7 @@ class RedisStore:
                     pipe.xadd(
                         self._events_key,
                         {"k": kind, "v": key, "t": value},
-                        minid=floor_ms,
+                        minid=max(floor_ms, 0),
                         approximate=False,
                     )
             pipe.execute()
