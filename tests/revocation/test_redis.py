@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from mcp_warden.tokens.errors import TokenError
-from mcp_warden.tokens.revocation import Denylist, RevocationStoreError
+from mcp_warden.tokens.revocation import Denylist, RevocationStoreError, SyncedDenylist
 from mcp_warden.tokens.revocation_redis import PREFIX, RedisStore, connect
 from mcp_warden.tokens.revocation_sync import Entries
 from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
@@ -51,6 +51,75 @@ def test_reads_are_incremental(redis_server: RedisServer) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+@pytest.fixture
+def pair(redis_server: RedisServer) -> Iterator[tuple[RedisStore, RedisStore]]:
+    """A writer and a reader store on the same Redis (each its own connection)."""
+    stores = [
+        RedisStore(*connect(redis_server.url), max_ttl=MAX_TTL, leeway=LEEWAY) for _ in range(2)
+    ]
+    yield stores[0], stores[1]
+    for store in stores:
+        store.close()
+
+
+def test_after_a_failed_read_the_reader_goes_on_when_nothing_was_lost(
+    pair: tuple[RedisStore, RedisStore],
+) -> None:
+    writer, reader = pair
+    now = int(time.time())
+    writer.put(Entries(jtis={"a": now + 60}), now)
+    reader.load(now)
+    writer.put(Entries(jtis={"b": now + 60}), now)
+    assert reader.changes(resume=True) == Entries(jtis={"b": now + 60})
+
+
+def test_after_a_failed_read_a_replaced_data_set_means_a_reload(
+    pair: tuple[RedisStore, RedisStore], client: redis.Redis
+) -> None:
+    writer, reader = pair
+    now = int(time.time())
+    writer.put(Entries(jtis={"a": now + 60}), now)
+    reader.load(now)
+    client.flushdb()
+    writer.put(Entries(jtis={"b": now + 60}), now)
+    assert reader.changes(resume=True) is None
+    assert reader.changes() is None  # the epoch is gone as well
+
+
+def test_after_a_failed_read_a_stream_trimmed_past_the_cursor_means_a_reload(
+    redis_server: RedisServer,
+) -> None:
+    writer, reader = (RedisStore(*connect(redis_server.url), max_ttl=1, leeway=0) for _ in range(2))
+    try:
+        now = int(time.time())
+        writer.put(Entries(jtis={"a": now + 1}), now)
+        reader.load(now)
+        writer.put(Entries(jtis={"b": now + 1}), now)
+        time.sleep(1.1)
+        writer.put(Entries(jtis={"c": now + 2}), now)  # trims a and b: b was never read
+        assert reader.changes(resume=True) is None
+    finally:
+        writer.close()
+        reader.close()
+
+
+@pytest.mark.slow
+def test_a_redis_that_stops_answering_for_a_while_costs_no_reload(
+    redis_server: RedisServer, client: redis.Redis, opened: Open, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(redis_server.url, revocation_refresh_seconds=0.1)
+    writer, reader = opened(settings), opened(settings)
+    assert isinstance(reader, SyncedDenylist)
+    assert reader.reloads == 1
+    now = int(time.time())
+    client.client_pause(5000)  # every command waits 5 s: the reader's reads time out
+    eventually(lambda: "revocation sync failed" in caplog.text, 6.0, "a failed sync")
+    time.sleep(1.5)  # the pause ends
+    writer.revoke_jti("after", now + 60)
+    eventually(lambda: reader.is_revoked("after", "bob", now), 3.0, "reader reads on")
+    assert reader.reloads == 1
 
 
 def test_writes_purge_expired_members(

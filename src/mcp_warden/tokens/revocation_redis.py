@@ -2,33 +2,43 @@
 
 Keys (prefix `mcp-warden:revocation:`):
 
-- `jti`, a sorted set jti -> exp, and `sub`, a sorted set sub -> revoked-at: the
-  current list, which a replica loads in full once (ZSCAN) when it starts or
-  recovers. `ZADD GT` keeps the largest value, so writes are idempotent and
-  commute. Every write removes, in the same MULTI, the members no token can
-  still be accepted under (jti: exp + leeway passed; sub: at + max_ttl + leeway
-  passed), so both sets hold only the last token lifetime's revocations.
+- `jti`, a sorted set jti -> exp, and `sub`, a sorted set sub -> revoked-at:
+  the current list, which a replica loads in full (ZSCAN) only when it starts
+  or cannot prove it missed nothing. `ZADD GT` keeps the largest value, so
+  writes are idempotent and commute. Every write also removes, in the same
+  MULTI, the members no token can still pass under (jti: exp + leeway passed;
+  sub: at + max_ttl + leeway passed): both sets hold only the revocations of
+  the last token lifetime.
 - `events`, a Stream with one entry per revocation, trimmed on every XADD
-  with an exact `MINID` to the last `max_ttl + 2 * leeway` seconds: an older
-  entry only concerns tokens that are expired. Replicas XREAD it from their last id, so a
-  sync costs what changed since the previous one (0.5 s by default) and the
-  per-request lookup never crosses the network.
-- `epoch`, a random value set once (SET NX). A replica compares it on every
-  sync: a different or missing epoch means the data set was replaced (a Redis
-  that restarted empty, a failover to a stale copy), and the replica reloads.
+  with an exact `MINID` (by Redis's clock) to the last `max_ttl + 2 * leeway`
+  seconds: an older entry only concerns expired tokens. Replicas XREAD it
+  from their last id, so a sync costs what changed since the previous one
+  (0.5 s by default), and a request's lookup never crosses the network.
+- `epoch`, a random value set once (SET NX) and compared on every sync: a
+  missing or different epoch means the data set was replaced (a Redis that
+  restarted empty, a failover to another copy) and the replica reloads.
 
-When Redis is unreachable, replicas answer from their view for
+Per-jti keys with EXPIREAT would expire by themselves, but a replica could
+only load them with a SCAN over the whole keyspace and could not read changes
+incrementally; the sorted sets plus the stream give both.
+
+Redis unreachable: replicas answer from their view for
 `MCP_REVOCATION_STALE_SECONDS` after their last successful sync, then refuse
-tokens (`revocation_unavailable`); `revoke_*` raises (the revocation did not
-propagate). Once Redis answers again a replica reloads in full, and when the
-store lacks unexpired revocations its view holds (Redis restarted empty), it
-writes them back and sets a new epoch so that every replica, including one
-started in the meantime with an empty view, reloads and knows them again.
-A replica started while the data is lost and before any surviving replica
-wrote it back refuses nothing it cannot see, for at most one refresh
-interval; if every replica restarted too, revocations made before the loss
-are gone. Run Redis with persistence (`appendonly yes`) so a restart keeps
-the list; the epoch also survives then, and nothing needs writing back.
+every token they do not know as revoked (`revocation_unavailable`: fail
+closed); `revoke_*` raises, because the revocation did not propagate (the
+calling process applies it to its own view all the same).
+
+Redis back: the first read checks that the epoch is the same and that the
+stream still spans the replica's cursor (nothing trimmed past it, no
+rollback behind it); then the replica simply reads on. Otherwise it reloads
+in full, and if the store lacks unexpired revocations its view holds (a Redis
+restarted without persistence), it writes them back and sets a new epoch,
+so that every replica reloads and knows them again, including one started
+in the meantime with an empty view. A replica started after the loss and
+before any surviving replica wrote the list back misses those revocations
+for about one refresh interval; if every replica restarted too, they are
+gone. Run Redis with persistence (`appendonly yes`): a restart then keeps the
+list and the epoch, and nothing needs writing back.
 """
 
 from __future__ import annotations
@@ -132,9 +142,11 @@ class RedisStore:
             self._cursor = last[0][0] if last else "0-0"
         return entries
 
-    def changes(self) -> Entries | None:
+    def changes(self, *, resume: bool = False) -> Entries | None:
         entries = Entries()
         with self._lock, self._errors("read"):
+            if resume and not self._continuous():
+                return None
             while True:
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.get(self._epoch_key)
@@ -148,6 +160,21 @@ class RedisStore:
                     self._cursor = entry_id
                 if len(batch) < _BATCH:
                     return entries
+
+    def _continuous(self) -> bool:
+        """True when the stream still holds everything after the cursor (same data set)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(self._epoch_key)
+        pipe.xrange(self._events_key, count=1)
+        pipe.xrevrange(self._events_key, count=1)
+        epoch, first, last = pipe.execute()
+        if epoch != self._epoch:
+            return False
+        if not first:
+            return self._cursor == "0-0"
+        cursor = _stream_id(self._cursor)
+        # Entries after the cursor trimmed away, or a data set rolled back behind it.
+        return _stream_id(first[0][0]) <= cursor <= _stream_id(last[0][0])
 
     def put(self, entries: Entries, now: int) -> None:
         with self._errors("write"):
@@ -210,3 +237,8 @@ class RedisStore:
             raise RevocationStoreError(
                 f"cannot {what} {self.description}: malformed entry ({exc!r})"
             ) from exc
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    millis, _, seq = text.partition("-")
+    return int(millis), int(seq or 0)

@@ -89,10 +89,17 @@ class SqliteStore:
             self._cursor = row[0] or 0
         return entries
 
-    def changes(self) -> Entries:
+    def changes(self, *, resume: bool = False) -> Entries | None:
         entries = Entries()
         with self._lock:
             try:
+                if resume:
+                    # AUTOINCREMENT's high-water mark only falls when the file was replaced.
+                    row = self._db.execute(
+                        "SELECT seq FROM sqlite_sequence WHERE name = 'revocations'"
+                    ).fetchone()
+                    if (row[0] if row else 0) < self._cursor:
+                        return None
                 while True:
                     rows = self._db.execute(
                         "SELECT id, kind, key, value FROM revocations WHERE id > ? "

@@ -8,9 +8,10 @@ entries after a cursor), so a sync costs what changed, not the list's size.
 
 The view only grows by merging (an entry never moves back: `max` of the
 values), so a store that lost data cannot make a process forget a revocation
-it knew. When a full reload (at start, after a failed sync, or when the store
-reports it was reset) finds entries the view has and the store lacks, they are
-written back to the store.
+it knew. After a failed sync the next read first checks that nothing was lost
+meanwhile; the view reloads in full at start and whenever the store cannot
+show that (it was reset, rolled back, or trimmed past the cursor). When a
+reload finds entries the view has and the store lacks, they are written back.
 
 Entries leave the view when no token they concern can still be accepted: a
 jti at `exp + leeway`, a sub at `at + max_ttl + leeway` (a token of that sub
@@ -79,8 +80,12 @@ class Store(Protocol):
     def load(self, now: int) -> Entries:
         """Every unexpired entry, and move the cursor to the store's current end."""
 
-    def changes(self) -> Entries | None:
-        """Entries written after the cursor (advancing it), or None when the store was reset."""
+    def changes(self, *, resume: bool = False) -> Entries | None:
+        """Entries written after the cursor (advancing it), or None when the store was reset.
+
+        `resume`: the previous read failed; return None too unless the store can
+        show that nothing written after the cursor was lost meanwhile.
+        """
 
     def put(self, entries: Entries, now: int) -> None:
         """Record new revocations for every reader's next `changes()`, and purge expired ones."""
@@ -208,8 +213,10 @@ class SyncedDenylist:
         self._started = monotonic()
         self._last_sync: float | None = None
         self._fresh_until = -math.inf
-        self._reload = True
+        self._reload = True  # load everything at the next sync
+        self._resume = False  # the last sync failed: check continuity before reading on
         self._failing = False
+        self.reloads = 0  # full loads so far (1 after a successful start)
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         try:
@@ -246,15 +253,16 @@ class SyncedDenylist:
         with self._sync_lock:
             now = int(self._clock())
             try:
-                changes = None if self._reload else self._store.changes()
+                changes = None if self._reload else self._store.changes(resume=self._resume)
                 if changes is None:
+                    self._reload = True
                     self._reload_all(now)
-                    self._reload = False
                 else:
                     self._view.merge(changes)
             except RevocationStoreError:
-                self._reload = True
+                self._resume = True
                 raise
+            self._reload = self._resume = False
             self._last_sync = monotonic()
             self._fresh_until = self._last_sync + self._stale
             self._view.purge(now)
@@ -282,6 +290,7 @@ class SyncedDenylist:
 
     def _reload_all(self, now: int) -> None:
         stored = self._store.load(now)
+        self.reloads += 1
         missing = self._view.missing_from(stored, now)
         self._view.merge(stored)
         if missing:
