@@ -74,11 +74,22 @@ def test_expired_entries_leave_the_view(any_url: str, opened: Open, clock: FakeC
 
 
 @pytest.mark.parametrize(
-    ("jti", "exp"), [("", 1), ("jti", "1"), ("jti", 1.5), ("jti", True), (None, 1)]
+    ("jti", "exp", "error"),
+    [
+        ("", 1, ValueError),
+        ("jti", "1", TypeError),
+        ("jti", 1.5, TypeError),
+        ("jti", True, TypeError),
+        (None, 1, TypeError),
+        (b"jti", 1, TypeError),
+    ],
 )
-def test_malformed_entries_are_refused(jti: object, exp: object, opened: Open) -> None:
-    denylist = opened(settings_for("memory://"))
-    with pytest.raises(TypeError):
+def test_malformed_entries_are_refused(
+    any_url: str, jti: object, exp: object, error: type[Exception], opened: Open
+) -> None:
+    denylist = opened(settings_for(any_url))
+    with pytest.raises(error):
         denylist.revoke_jti(jti, exp)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(error):
         denylist.revoke_sub(jti, exp)  # type: ignore[arg-type]
+    assert len(denylist) == 0  # type: ignore[arg-type]

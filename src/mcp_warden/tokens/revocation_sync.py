@@ -184,8 +184,10 @@ class RevocationView:
 
 def check_entry(key: str, value: int, what: str) -> None:
     """Refuse an empty id or a non-integer time before it reaches any store."""
-    if not isinstance(key, str) or not key:
-        raise TypeError(f"{what} must be a non-empty string")
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a string")
+    if not key:
+        raise ValueError(f"{what} must not be empty")
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"the time for {what} must be whole seconds since the epoch")
 
