@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from mcp_warden.config import Settings
-from mcp_warden.tokens.revocation import Denylist, open_denylist
+from mcp_warden.tokens.revocation import Denylist, open_denylist, sqlite_path
+from mcp_warden.tokens.revocation_redis import RedisStore, connect
+from mcp_warden.tokens.revocation_sqlite import SqliteStore
+from mcp_warden.tokens.revocation_sync import Store
 from tests.support.procs import REPO, cli_env, stop
 from tests.support.redis_server import RedisServer
 
@@ -67,6 +70,22 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of every backend in turn."""
     return _url(request, tmp_path)
+
+
+def open_store(url: str, *, max_ttl: int = MAX_TTL, leeway: int = LEEWAY) -> Store:
+    """The bare store behind a shared URL: no view, no thread."""
+    if url.startswith("sqlite:///"):
+        return SqliteStore(sqlite_path(url), max_ttl=max_ttl, leeway=leeway)
+    return RedisStore(*connect(url), max_ttl=max_ttl, leeway=leeway)
+
+
+@pytest.fixture
+def store_pair(shared_url: str) -> Iterator[tuple[Store, Store]]:
+    """A writer and a reader store on each shared backend (each its own connection)."""
+    writer, reader = open_store(shared_url), open_store(shared_url)
+    yield writer, reader
+    writer.close()
+    reader.close()
 
 
 @pytest.fixture

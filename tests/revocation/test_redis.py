@@ -10,9 +10,9 @@ import redis
 
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import Denylist, RevocationStoreError, SyncedDenylist
-from mcp_warden.tokens.revocation_redis import PREFIX, RedisStore, connect
-from mcp_warden.tokens.revocation_sync import Entries
-from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
+from mcp_warden.tokens.revocation_redis import PREFIX
+from mcp_warden.tokens.revocation_sync import Entries, Store
+from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, open_store, settings_for
 from tests.support.procs import free_port
 from tests.support.redis_server import RedisServer
 
@@ -36,47 +36,16 @@ def eventually(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def test_reads_are_incremental(redis_server: RedisServer) -> None:
-    stores = [RedisStore(*connect(redis_server.url), max_ttl=MAX_TTL, leeway=LEEWAY)]
-    stores.append(RedisStore(*connect(redis_server.url), max_ttl=MAX_TTL, leeway=LEEWAY))
-    writer, reader = stores
-    try:
-        now = int(time.time())
-        writer.put(Entries(jtis={f"j{i}": now + 60 for i in range(50)}), now)
-        assert len(reader.load(now)) == 50
-        assert reader.changes() == Entries()
-        writer.put(Entries(jtis={"new": now + 60}, subs={"alice": now}), now)
-        assert reader.changes() == Entries(jtis={"new": now + 60}, subs={"alice": now})
-        assert reader.changes() == Entries()
-    finally:
-        for store in stores:
-            store.close()
-
-
 @pytest.fixture
-def pair(redis_server: RedisServer) -> Iterator[tuple[RedisStore, RedisStore]]:
-    """A writer and a reader store on the same Redis (each its own connection)."""
-    stores = [
-        RedisStore(*connect(redis_server.url), max_ttl=MAX_TTL, leeway=LEEWAY) for _ in range(2)
-    ]
-    yield stores[0], stores[1]
-    for store in stores:
-        store.close()
-
-
-def test_after_a_failed_read_the_reader_goes_on_when_nothing_was_lost(
-    pair: tuple[RedisStore, RedisStore],
-) -> None:
-    writer, reader = pair
-    now = int(time.time())
-    writer.put(Entries(jtis={"a": now + 60}), now)
-    reader.load(now)
-    writer.put(Entries(jtis={"b": now + 60}), now)
-    assert reader.changes(resume=True) == Entries(jtis={"b": now + 60})
+def pair(redis_server: RedisServer) -> Iterator[tuple[Store, Store]]:
+    writer, reader = open_store(redis_server.url), open_store(redis_server.url)
+    yield writer, reader
+    writer.close()
+    reader.close()
 
 
 def test_after_a_failed_read_a_replaced_data_set_means_a_reload(
-    pair: tuple[RedisStore, RedisStore], client: redis.Redis
+    pair: tuple[Store, Store], client: redis.Redis
 ) -> None:
     writer, reader = pair
     now = int(time.time())
@@ -91,7 +60,8 @@ def test_after_a_failed_read_a_replaced_data_set_means_a_reload(
 def test_after_a_failed_read_a_stream_trimmed_past_the_cursor_means_a_reload(
     redis_server: RedisServer,
 ) -> None:
-    writer, reader = (RedisStore(*connect(redis_server.url), max_ttl=1, leeway=0) for _ in range(2))
+    writer = open_store(redis_server.url, max_ttl=1, leeway=0)
+    reader = open_store(redis_server.url, max_ttl=1, leeway=0)
     try:
         now = int(time.time())
         writer.put(Entries(jtis={"a": now + 1}), now)

@@ -13,7 +13,6 @@ import pytest
 
 from mcp_warden.tokens.revocation import Denylist, RevocationStoreError
 from mcp_warden.tokens.revocation_sqlite import SqliteStore
-from mcp_warden.tokens.revocation_sync import Entries
 from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
 
 Open = Callable[..., Denylist]
@@ -69,23 +68,6 @@ def test_a_corrupt_file_is_a_clear_error_and_is_left_alone(tmp_path: Path) -> No
     assert "not a database" in str(caught.value)
     assert "move a damaged file aside" in str(caught.value)
     assert db.read_bytes() == junk
-
-
-def test_reads_are_incremental(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
-    writer = SqliteStore(db, max_ttl=MAX_TTL, leeway=LEEWAY)
-    reader = SqliteStore(db, max_ttl=MAX_TTL, leeway=LEEWAY)
-    try:
-        now = 1_800_000_000
-        writer.put(Entries(jtis={f"j{i}": now + 60 for i in range(50)}), now)
-        assert len(reader.load(now)) == 50
-        assert reader.changes() == Entries()
-        writer.put(Entries(jtis={"new": now + 60}, subs={"alice": now}), now)
-        assert reader.changes() == Entries(jtis={"new": now + 60}, subs={"alice": now})
-        assert reader.changes() == Entries()
-    finally:
-        writer.close()
-        reader.close()
 
 
 def test_writes_purge_expired_rows(tmp_path: Path, opened: Open, clock: FakeClock) -> None:
