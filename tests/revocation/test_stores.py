@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import pytest
+
+from mcp_warden.tokens.errors import TokenError
+from mcp_warden.tokens.revocation import Denylist, SyncedDenylist
 from mcp_warden.tokens.revocation_sync import Entries, Store
+from tests.revocation.conftest import settings_for
+
+Open = Callable[..., Denylist]
 
 
 def test_reads_are_incremental(store_pair: tuple[Store, Store]) -> None:
@@ -45,3 +53,19 @@ def test_a_restore_reaches_every_reader(store_pair: tuple[Store, Store]) -> None
     if changes is None:  # Redis: a restore makes every reader reload
         changes = reader.load(now)
     assert changes == Entries(jtis={"a": now + 60}, subs={"alice": now})
+
+
+def test_a_revoke_only_process_neither_loads_nor_vouches(shared_url: str, opened: Open) -> None:
+    now = int(time.time())
+    follower = opened(settings_for(shared_url))
+    follower.revoke_jti("earlier", now + 60)
+    revoker = opened(settings_for(shared_url), follow=False)
+    assert len(revoker) == 0  # type: ignore[arg-type]
+    revoker.revoke_sub("alice", now)
+    assert revoker.is_revoked("any", "alice", now)
+    with pytest.raises(TokenError) as caught:
+        revoker.is_revoked("any", "bob", now)
+    assert caught.value.reason == "revocation_unavailable"
+    assert isinstance(follower, SyncedDenylist)
+    follower.sync()
+    assert follower.is_revoked("any", "alice", now)

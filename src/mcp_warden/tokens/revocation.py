@@ -99,8 +99,12 @@ class MemoryDenylist:
         self._view.purge(int(self._clock()))
 
 
-def open_denylist(settings: Settings, *, clock: Clock = time.time) -> Denylist:
-    """The backend named by `settings.revocation_url` (ConfigError when it names none)."""
+def open_denylist(settings: Settings, *, clock: Clock = time.time, follow: bool = True) -> Denylist:
+    """The backend named by `settings.revocation_url` (ConfigError when it names none).
+
+    `follow=False` is for a process that only revokes (`token revoke`): it skips
+    loading the shared list and the sync thread (see SyncedDenylist).
+    """
     url = settings.revocation_url
     max_ttl, leeway = settings.token_max_ttl, settings.token_leeway
     if url == "memory://":
@@ -125,6 +129,7 @@ def open_denylist(settings: Settings, *, clock: Clock = time.time) -> Denylist:
         refresh=settings.revocation_refresh_seconds,
         stale=settings.revocation_stale_seconds,
         clock=clock,
+        follow=follow,
     )
 
 

@@ -71,7 +71,7 @@ def connect(url: str) -> tuple[redis.Redis, str]:
     """
     parts = urlsplit(url)
     try:
-        port = parts.port or 6379
+        port = 6379 if parts.port is None else parts.port
     except ValueError:
         port = 0
     db = parts.path[1:] if parts.path.startswith("/") else parts.path
@@ -79,7 +79,7 @@ def connect(url: str) -> tuple[redis.Redis, str]:
         parts.scheme not in ("redis", "rediss")
         or not parts.hostname
         or not 0 < port < 65536
-        or not (db == "" or db.isdigit())
+        or not (db == "" or (db.isascii() and db.isdigit()))
         or parts.query
         or parts.fragment
     ):

@@ -204,7 +204,12 @@ class SyncedDenylist:
         refresh: float,
         stale: float,
         clock: Clock = time.time,
+        follow: bool = True,
     ) -> None:
+        """`follow=False`: neither load nor follow the shared list (a process that only
+        revokes, such as `mcp-warden token revoke`); `is_revoked` then refuses every
+        token it did not revoke itself with `revocation_unavailable`.
+        """
         self._store = store
         self._view = RevocationView(max_ttl=max_ttl, leeway=leeway)
         self._jtis = self._view.jtis
@@ -221,6 +226,9 @@ class SyncedDenylist:
         self.reloads = 0  # full loads so far (1 after a successful start)
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not follow:
+            return
         try:
             self.sync()
         except RevocationStoreError as exc:
@@ -271,7 +279,7 @@ class SyncedDenylist:
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=self._refresh + 10)
         self._store.close()
 
@@ -306,7 +314,7 @@ class SyncedDenylist:
 
     def _unavailable(self) -> TokenError:
         if self._last_sync is None:
-            since = f"{monotonic() - self._started:.0f} s (never reached since start)"
+            since = f"{monotonic() - self._started:.0f} s (not read since start)"
         else:
             since = f"{monotonic() - self._last_sync:.0f} s"
         return TokenError(
