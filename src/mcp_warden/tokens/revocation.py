@@ -2,24 +2,50 @@
 
 A token is revoked when its `jti` is listed (until the token's own `exp`), or
 when its `sub` was revoked at or after the token's `iat` ("every token of this
-subject issued so far"). Backends are chosen by URL: `memory://`,
-`sqlite:///path`, `redis://host:port/db`.
+subject issued so far"). Backends are chosen by `MCP_REVOCATION_URL`:
 
-`is_revoked` sits on every request's path, so backends answer it from memory
-and keep that view fresh in the background.
+- `memory://`: this process only (tests, a single stdio server);
+- `sqlite:///relative/path` or `sqlite:////absolute/path`: every process on one
+  host (the default, `sqlite:///./revocations.db`), see `revocation_sqlite`;
+- `redis://[user:password@]host[:port][/db]` or `rediss://...` (TLS): every
+  replica on every host, see `revocation_redis`.
+
+`is_revoked` sits on every request's path, so every backend answers it from
+an in-process view (dict lookups) that a background thread keeps in sync with
+the shared store (`revocation_sync`); a revocation made elsewhere is seen
+within `MCP_REVOCATION_REFRESH_SECONDS` (0.5 s) plus one read. Entries leave
+every backend once no token they concern can still be accepted, so the list
+holds only the last token lifetime's revocations.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
+from mcp_warden.tokens.revocation_sync import (
+    Clock,
+    Entries,
+    RevocationStoreError,
+    RevocationView,
+    Store,
+    SyncedDenylist,
+    check_entry,
+)
 
-Clock = Callable[[], float]
+__all__ = [
+    "Clock",
+    "Denylist",
+    "MemoryDenylist",
+    "RevocationStoreError",
+    "SyncedDenylist",
+    "open_denylist",
+]
+
+URL_FORMS = "memory://, sqlite:///relative/path, sqlite:////absolute/path, redis://host:port/db"
 
 
 class Denylist(Protocol):
@@ -45,37 +71,74 @@ class Denylist(Protocol):
 class MemoryDenylist:
     """One process only: for tests and single-process stdio servers."""
 
-    def __init__(self, *, max_ttl: int = 86_400, clock: Clock = time.time) -> None:
-        self._jtis: dict[str, int] = {}
-        self._subs: dict[str, int] = {}
-        self._max_ttl = max_ttl
+    def __init__(
+        self, *, max_ttl: int = 86_400, leeway: int = 30, clock: Clock = time.time
+    ) -> None:
+        self._view = RevocationView(max_ttl=max_ttl, leeway=leeway)
         self._clock = clock
-        self._lock = threading.Lock()
 
     def revoke_jti(self, jti: str, exp: int) -> None:
-        with self._lock:
-            self._jtis[jti] = max(exp, self._jtis.get(jti, 0))
+        check_entry(jti, exp, "jti")
+        self._add(Entries(jtis={jti: exp}))
 
     def revoke_sub(self, sub: str, at: int) -> None:
-        with self._lock:
-            self._subs[sub] = max(at, self._subs.get(sub, 0))
+        check_entry(sub, at, "sub")
+        self._add(Entries(subs={sub: at}))
 
     def is_revoked(self, jti: str, sub: str, iat: int) -> bool:
-        if jti in self._jtis:
-            return True
-        revoked_at = self._subs.get(sub)
-        return revoked_at is not None and iat <= revoked_at
+        return self._view.contains(jti, sub, iat)
 
     def close(self) -> None:
         """Nothing to release."""
 
+    def __len__(self) -> int:
+        return len(self._view)
 
-def open_denylist(settings: Settings) -> Denylist:
-    """The backend named by `settings.revocation_url`."""
+    def _add(self, entries: Entries) -> None:
+        self._view.merge(entries)
+        self._view.purge(int(self._clock()))
+
+
+def open_denylist(settings: Settings, *, clock: Clock = time.time, follow: bool = True) -> Denylist:
+    """The backend named by `settings.revocation_url` (ConfigError when it names none).
+
+    `follow=False` is for a process that only revokes (`token revoke`): it skips
+    loading the shared list and the sync thread (see SyncedDenylist).
+    """
     url = settings.revocation_url
+    max_ttl, leeway = settings.token_max_ttl, settings.token_leeway
     if url == "memory://":
-        return MemoryDenylist(max_ttl=settings.token_max_ttl)
-    raise ConfigError(
-        f"MCP_REVOCATION_URL scheme not supported yet: {url.split(':', 1)[0]!r}; "
-        "use memory://, sqlite:///path or redis://host:port/db"
+        return MemoryDenylist(max_ttl=max_ttl, leeway=leeway, clock=clock)
+    scheme = url.split(":", 1)[0] if ":" in url else ""
+    if scheme == "sqlite":
+        from mcp_warden.tokens.revocation_sqlite import SqliteStore  # noqa: PLC0415
+
+        store: Store = SqliteStore(sqlite_path(url), max_ttl=max_ttl, leeway=leeway)
+    elif scheme in ("redis", "rediss"):
+        from mcp_warden.tokens.revocation_redis import RedisStore, connect  # noqa: PLC0415
+
+        client, where = connect(url)
+        store = RedisStore(client, where, max_ttl=max_ttl, leeway=leeway)
+    else:
+        # Never echo the URL: it may carry a Redis password.
+        raise ConfigError(f"MCP_REVOCATION_URL scheme {scheme!r} is not supported; use {URL_FORMS}")
+    return SyncedDenylist(
+        store,
+        max_ttl=max_ttl,
+        leeway=leeway,
+        refresh=settings.revocation_refresh_seconds,
+        stale=settings.revocation_stale_seconds,
+        clock=clock,
+        follow=follow,
     )
+
+
+def sqlite_path(url: str) -> Path:
+    """The file named by `sqlite:///relative` or `sqlite:////absolute`."""
+    path = url.removeprefix("sqlite:///")
+    if path == url or not path or path == ":memory:" or any(c in path for c in "?#"):
+        raise ConfigError(
+            "MCP_REVOCATION_URL is not an SQLite URL we accept; use sqlite:///relative/path "
+            "or sqlite:////absolute/path (memory:// for one process)"
+        )
+    return Path(path)

@@ -1,0 +1,244 @@
+"""Redis revocation store: one Redis shared by every replica on every host.
+
+Keys (prefix `mcp-warden:revocation:`):
+
+- `jti`, a sorted set jti -> exp, and `sub`, a sorted set sub -> revoked-at:
+  the current list, which a replica loads in full (ZSCAN) only when it starts
+  or cannot prove it missed nothing. `ZADD GT` keeps the largest value, so
+  writes are idempotent and commute. Every write also removes, in the same
+  MULTI, the members no token can still pass under (jti: exp + leeway passed;
+  sub: at + max_ttl + leeway passed): both sets hold only the revocations of
+  the last token lifetime.
+- `events`, a Stream with one entry per revocation, trimmed on every XADD
+  with an exact `MINID` (by Redis's clock) to the last `max_ttl + 2 * leeway`
+  seconds: an older entry only concerns expired tokens. Replicas XREAD it
+  from their last id, so a sync costs what changed since the previous one
+  (0.5 s by default), and a request's lookup never crosses the network.
+- `epoch`, a random value set once (SET NX) and compared on every sync: a
+  missing or different epoch means the data set was replaced (a Redis that
+  restarted empty, a failover to another copy) and the replica reloads.
+
+Per-jti keys with EXPIREAT would expire by themselves, but a replica could
+only load them with a SCAN over the whole keyspace and could not read changes
+incrementally; the sorted sets plus the stream give both.
+
+Redis unreachable: replicas answer from their view for
+`MCP_REVOCATION_STALE_SECONDS` after their last successful sync, then refuse
+every token they do not know as revoked (`revocation_unavailable`: fail
+closed); `revoke_*` raises, because the revocation did not propagate (the
+calling process applies it to its own view all the same).
+
+Redis back: the first read checks that the epoch is the same and that the
+stream still spans the replica's cursor (nothing trimmed past it, no
+rollback behind it); then the replica simply reads on. Otherwise it reloads
+in full, and if the store lacks unexpired revocations its view holds (a Redis
+restarted without persistence), it writes them back and sets a new epoch,
+so that every replica reloads and knows them again, including one started
+in the meantime with an empty view. A replica started after the loss and
+before any surviving replica wrote the list back misses those revocations
+for about one refresh interval; if every replica restarted too, they are
+gone. Run Redis with persistence (`appendonly yes`): a restart then keeps the
+list and the epoch, and nothing needs writing back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from mcp_warden.errors import ConfigError
+from mcp_warden.tokens.revocation_sync import Entries, RevocationStoreError
+
+PREFIX = "mcp-warden:revocation:"
+CONNECT_TIMEOUT_SECONDS = 1.0
+COMMAND_TIMEOUT_SECONDS = 2.0
+_BATCH = 10_000
+
+
+def connect(url: str) -> tuple[redis.Redis, str]:
+    """A client for `redis://[user:password@]host[:port][/db]` (or rediss://), and "host:port".
+
+    Short timeouts and a single retry without backoff: a dead Redis costs a
+    sync or a revocation about a second, never a stuck thread.
+    """
+    parts = urlsplit(url)
+    try:
+        port = 6379 if parts.port is None else parts.port
+    except ValueError:
+        port = 0
+    db = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if (
+        parts.scheme not in ("redis", "rediss")
+        or not parts.hostname
+        or not 0 < port < 65536
+        or not (db == "" or (db.isascii() and db.isdigit()))
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(
+            "MCP_REVOCATION_URL is not a Redis URL we accept; use "
+            "redis://[user:password@]host[:port][/db] or rediss://... (TLS), no query"
+        )
+    client = redis.Redis(
+        host=parts.hostname,
+        port=port,
+        db=int(db or 0),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme == "rediss",
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=COMMAND_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 1),
+        decode_responses=True,
+        client_name="mcp-warden-revocation",
+    )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return client, f"{host}:{port}"
+
+
+class RedisStore:
+    """The `Store` on one Redis database."""
+
+    def __init__(
+        self, client: redis.Redis, where: str, *, max_ttl: int, leeway: int, prefix: str = PREFIX
+    ) -> None:
+        self._redis = client
+        self._where = where
+        self._max_ttl = max_ttl
+        self._leeway = leeway
+        self._jti_key = prefix + "jti"
+        self._sub_key = prefix + "sub"
+        self._events_key = prefix + "events"
+        self._epoch_key = prefix + "epoch"
+        self._epoch: str | None = None
+        self._cursor = "0-0"
+        self._lock = threading.Lock()  # the cursor and epoch belong to the sync that holds it
+
+    @property
+    def description(self) -> str:
+        return f"Redis at {self._where}"
+
+    def load(self, now: int) -> Entries:
+        with self._lock, self._errors("read"):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.set(self._epoch_key, secrets.token_hex(16), nx=True)
+            pipe.get(self._epoch_key)
+            pipe.xrevrange(self._events_key, count=1)
+            _, epoch, last = pipe.execute()
+            # Entries added while we scan are also after this cursor: read twice, merged by max.
+            entries = Entries(
+                self._scan(self._jti_key, now - self._leeway),
+                self._scan(self._sub_key, now - self._max_ttl - self._leeway),
+            )
+            self._epoch = epoch
+            self._cursor = last[0][0] if last else "0-0"
+        return entries
+
+    def changes(self, *, resume: bool = False) -> Entries | None:
+        entries = Entries()
+        with self._lock, self._errors("read"):
+            if resume and not self._continuous():
+                return None
+            while True:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.get(self._epoch_key)
+                pipe.xread({self._events_key: self._cursor}, count=_BATCH)
+                epoch, reply = pipe.execute()
+                if epoch != self._epoch:
+                    return None
+                batch = reply[0][1] if reply else []
+                for entry_id, fields in batch:
+                    entries.add(fields["k"], fields["v"], int(fields["t"]))
+                    self._cursor = entry_id
+                if len(batch) < _BATCH:
+                    return entries
+
+    def _continuous(self) -> bool:
+        """True when the stream still holds everything after the cursor (same data set)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(self._epoch_key)
+        pipe.xrange(self._events_key, count=1)
+        pipe.xrevrange(self._events_key, count=1)
+        epoch, first, last = pipe.execute()
+        if epoch != self._epoch:
+            return False
+        if not first:
+            return self._cursor == "0-0"
+        cursor = _stream_id(self._cursor)
+        # Entries after the cursor trimmed away, or a data set rolled back behind it.
+        return _stream_id(first[0][0]) <= cursor <= _stream_id(last[0][0])
+
+    def put(self, entries: Entries, now: int) -> None:
+        with self._errors("write"):
+            # Stream ids are the server's milliseconds: trim by its clock, not ours.
+            seconds, micros = self._redis.time()
+            floor_ms = (seconds - self._max_ttl - 2 * self._leeway) * 1000 + micros // 1000
+            pipe = self._redis.pipeline(transaction=True)
+            if entries.jtis:
+                pipe.zadd(self._jti_key, entries.jtis, gt=True)
+            if entries.subs:
+                pipe.zadd(self._sub_key, entries.subs, gt=True)
+            self._purge(pipe, now)
+            for kind, values in (("jti", entries.jtis), ("sub", entries.subs)):
+                for key, value in values.items():
+                    pipe.xadd(
+                        self._events_key,
+                        {"k": kind, "v": key, "t": value},
+                        minid=max(floor_ms, 0),
+                        approximate=False,
+                    )
+            pipe.execute()
+
+    def restore(self, entries: Entries, now: int) -> None:
+        """Add entries in batches without feeding the stream, then make every replica reload."""
+        epoch = secrets.token_hex(16)
+        with self._errors("write"):
+            for key, values in ((self._jti_key, entries.jtis), (self._sub_key, entries.subs)):
+                items = list(values.items())
+                for start in range(0, len(items), _BATCH):
+                    self._redis.zadd(key, dict(items[start : start + _BATCH]), gt=True)
+            pipe = self._redis.pipeline(transaction=True)
+            self._purge(pipe, now)
+            pipe.set(self._epoch_key, epoch)
+            pipe.execute()
+        with self._lock:
+            self._epoch = epoch
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def _purge(self, pipe: Any, now: int) -> None:
+        pipe.zremrangebyscore(self._jti_key, "-inf", f"({now - self._leeway}")
+        pipe.zremrangebyscore(self._sub_key, "-inf", f"({now - self._max_ttl - self._leeway}")
+
+    def _scan(self, key: str, floor: int) -> dict[str, int]:
+        return {
+            member: int(score)
+            for member, score in self._redis.zscan_iter(key, count=_BATCH)
+            if score >= floor
+        }
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn redis-py's errors (and a malformed entry) into RevocationStoreError."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise RevocationStoreError(f"cannot {what} {self.description}: {exc}") from exc
+        except (ValueError, KeyError, IndexError) as exc:
+            raise RevocationStoreError(
+                f"cannot {what} {self.description}: malformed entry ({exc!r})"
+            ) from exc
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    millis, _, seq = text.partition("-")
+    return int(millis), int(seq or 0)

@@ -1,0 +1,95 @@
+"""What a revocation means, the same on every backend (memory, SQLite, a real Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from mcp_warden.tokens.revocation import Denylist, SyncedDenylist
+from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
+
+Open = Callable[..., Denylist]
+
+
+def sync(denylist: Denylist) -> None:
+    if isinstance(denylist, SyncedDenylist):
+        denylist.sync()
+
+
+def test_a_revoked_jti_is_refused_and_others_are_not(any_url: str, opened: Open) -> None:
+    now = 1_800_000_000
+    denylist = opened(settings_for(any_url))
+    assert not denylist.is_revoked("jti-1", "alice", now)
+    denylist.revoke_jti("jti-1", now + 60)
+    assert denylist.is_revoked("jti-1", "alice", now)
+    assert denylist.is_revoked("jti-1", "bob", now - 1000)
+    assert not denylist.is_revoked("jti-2", "alice", now)
+
+
+def test_a_revoked_sub_refuses_tokens_issued_at_or_before(any_url: str, opened: Open) -> None:
+    at = 1_800_000_000
+    denylist = opened(settings_for(any_url))
+    denylist.revoke_sub("alice", at)
+    assert denylist.is_revoked("jti-1", "alice", at)
+    assert denylist.is_revoked("jti-2", "alice", at - 3600)
+    assert not denylist.is_revoked("jti-3", "alice", at + 1)
+    assert not denylist.is_revoked("jti-1", "bob", at)
+
+
+def test_revoking_again_keeps_the_later_time(any_url: str, opened: Open) -> None:
+    at = 1_800_000_000
+    denylist = opened(settings_for(any_url))
+    denylist.revoke_sub("alice", at + 10)
+    denylist.revoke_sub("alice", at)
+    assert denylist.is_revoked("jti-1", "alice", at + 10)
+    sync(denylist)
+    assert denylist.is_revoked("jti-1", "alice", at + 10)
+
+
+def test_expired_entries_leave_the_view(any_url: str, opened: Open, clock: FakeClock) -> None:
+    now = int(clock.now)
+    denylist = opened(settings_for(any_url), clock=clock)
+    denylist.revoke_jti("short", now + 10)
+    denylist.revoke_sub("alice", now)
+    assert len(denylist) == 2  # type: ignore[arg-type]
+
+    clock.now = now + 10 + LEEWAY  # exp + leeway: a token could still pass
+    denylist.revoke_jti("other", now + 100)
+    sync(denylist)
+    assert denylist.is_revoked("short", "bob", now)
+
+    clock.now = now + 10 + LEEWAY + 1
+    denylist.revoke_jti("other", now + 100)
+    sync(denylist)
+    assert not denylist.is_revoked("short", "bob", now)
+    assert denylist.is_revoked("x", "alice", now)
+    assert len(denylist) == 2  # type: ignore[arg-type]
+
+    clock.now = now + MAX_TTL + LEEWAY + 1  # every token alice had then is expired
+    denylist.revoke_jti("other", now + 100)
+    sync(denylist)
+    assert not denylist.is_revoked("x", "alice", now)
+    assert len(denylist) == 0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("jti", "exp", "error"),
+    [
+        ("", 1, ValueError),
+        ("jti", "1", TypeError),
+        ("jti", 1.5, TypeError),
+        ("jti", True, TypeError),
+        (None, 1, TypeError),
+        (b"jti", 1, TypeError),
+    ],
+)
+def test_malformed_entries_are_refused(
+    any_url: str, jti: object, exp: object, error: type[Exception], opened: Open
+) -> None:
+    denylist = opened(settings_for(any_url))
+    with pytest.raises(error):
+        denylist.revoke_jti(jti, exp)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        denylist.revoke_sub(jti, exp)  # type: ignore[arg-type]
+    assert len(denylist) == 0  # type: ignore[arg-type]
