@@ -96,7 +96,7 @@ class AcceptedKeys:
     def __init__(self, keys: Iterable[str] = (), keys_file: Path | None = None) -> None:
         self._fixed = frozenset(k for k in keys if k)
         self._file = keys_file
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: tuple[int, ...] | None = None
         self._from_file: frozenset[str] = frozenset()
         if keys_file is not None:
             self._reload(strict=True)
@@ -116,7 +116,7 @@ class AcceptedKeys:
             if strict:
                 raise StubConfigError(f"cannot read the keys file {self._file}") from None
             return  # keep the last good set while the file is being replaced
-        version = (info.st_ino, info.st_mtime_ns, info.st_size)
+        version = (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
         if version == self._seen:
             return
         if stat.S_IMODE(info.st_mode) & 0o077:
@@ -385,7 +385,9 @@ def _header_number(value: float | str) -> str:
 
 
 def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so; with
+    # proto 0 every keep-alive response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, port))
     sock.listen(128)  # connections queue from here on: printing the port is race-free

@@ -79,14 +79,23 @@ class Stub:
 
 
 @contextlib.contextmanager
-def stub_process(directory: Path, keys: Sequence[str], timeout: float = 15.0) -> Iterator[Stub]:
-    """Start `python -m mcp_warden.stub_upstream --port 0` and stop it afterwards."""
+def stub_process(
+    directory: Path, keys: Sequence[str], *, via_env: bool = False, timeout: float = 15.0
+) -> Iterator[Stub]:
+    """Start `python -m mcp_warden.stub_upstream --port 0` and stop it afterwards.
+
+    The accepted keys go in a 0600 keys file, or with `via_env` in SCAVIO_STUB_KEYS.
+    """
     keys_file = directory / "stub-keys"
-    write_keys(keys_file, keys)
-    log = directory / "stub.log"
     argv = [sys.executable, "-m", "mcp_warden.stub_upstream", "--port", "0"]
-    argv += ["--keys-file", str(keys_file)]
-    with background(argv, env=cli_env(), log=log) as proc:
+    if via_env:
+        env = cli_env(SCAVIO_STUB_KEYS=",".join(keys))
+    else:
+        write_keys(keys_file, keys)
+        env = cli_env()
+        argv += ["--keys-file", str(keys_file)]
+    log = directory / "stub.log"
+    with background(argv, env=env, log=log) as proc:
         first = _first_line(log, proc, timeout)
         assert first.startswith("listening on 127.0.0.1:"), first
         stub = Stub(f"http://{first.removeprefix('listening on ')}", keys_file)

@@ -471,7 +471,9 @@ def tools(scavio: ScavioClient) -> list[ToolSpec]:
     ]
 
 
-async def check_api_key(settings: Settings, api_key: str, *, timeout: float = TIMEOUT) -> None:
+async def check_api_key(
+    settings: Settings, api_key: str, *, timeout: float = TIMEOUT, sleep: Sleep = asyncio.sleep
+) -> None:
     """Ask Scavio whether `api_key` works (a free `usage` call) before it is stored.
 
     Raises ApiKeyCheckError when Scavio refuses it or cannot be asked.
@@ -480,7 +482,7 @@ async def check_api_key(settings: Settings, api_key: str, *, timeout: float = TI
         raise ApiKeyCheckError(
             "the new value is not a usable Scavio key (printable ASCII without spaces expected)"
         )
-    client = ScavioClient.from_settings(settings, lambda: api_key, timeout=timeout)
+    client = ScavioClient.from_settings(settings, lambda: api_key, timeout=timeout, sleep=sleep)
     async with client:
         try:
             await client.usage()
@@ -503,11 +505,14 @@ def clean_key(raw: object) -> str | None:
 
 def _check_base_url(base_url: str) -> str:
     """The upstream origin for messages; https only, except plain http on this machine."""
-    url = httpx.URL(base_url)
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        raise ConfigError("SCAVIO_BASE_URL is not a valid URL") from None
+    if url.userinfo:  # checked first: never echo a URL that holds a password
+        raise ConfigError("SCAVIO_BASE_URL must not contain a user name or password")
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"SCAVIO_BASE_URL={base_url!r} is not an http(s) URL")
-    if url.userinfo:
-        raise ConfigError("SCAVIO_BASE_URL must not contain a user name or password")
     if url.scheme == "http" and url.host not in _LOCAL_HOSTS:
         raise ConfigError(
             "SCAVIO_BASE_URL must use https; plain http is allowed only for 127.0.0.1 or "
