@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -92,3 +93,15 @@ async def test_connections_are_reused(make_client: Callable[..., ScavioClient], 
         pool = client._http._transport._pool  # type: ignore[attr-defined]
         assert len(pool.connections) == 1
     assert stub.calls() == 5
+
+
+async def test_one_shared_client_serves_concurrent_calls(
+    make_client: Callable[..., ScavioClient], stub: Stub
+) -> None:
+    stub.mode(status=503, times=1)
+    async with make_client() as client:
+        found = await asyncio.gather(*(client.search(f"query {n}", 3) for n in range(16)))
+    assert all(len(each["results"]) == 3 for each in found)
+    assert [each["query"] for each in found] == [f"query {n}" for n in range(16)]
+    assert stub.calls() == 17
+    assert sorted(stub.statuses()) == [200] * 16 + [503]

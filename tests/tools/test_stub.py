@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from mcp_warden.stub_upstream import StubServer, key_id
-from tests.support.procs import cli_env
+from tests.support.procs import background, cli_env, free_port
 from tests.support.stub import new_key, stub_process, write_keys
 
 
@@ -148,12 +147,15 @@ def test_bad_requests_get_400_with_a_reason(fresh: StubServer, thread_key: str) 
     ]
 
 
-def test_process_prints_its_port_first_and_stops_on_sigterm(tmp_path: Path) -> None:
-    with stub_process(tmp_path, [new_key()]) as stub:
-        assert stub.stats() == {"calls": {}, "total": 0, "requests": []}
-        log = (tmp_path / "stub.log").read_text()
-    assert log.splitlines()[0] == f"listening on {stub.url.removeprefix('http://')}"
-    assert os.stat(tmp_path / "stub-keys").st_mode & 0o777 == 0o600
+def test_process_on_a_given_port_prints_it_first(tmp_path: Path) -> None:
+    """The demo's way: a port chosen beforehand (procs.free_port), keys in a 0600 file."""
+    keys_file, log, port = tmp_path / "keys", tmp_path / "stub.log", free_port()
+    write_keys(keys_file, [new_key()])
+    argv = [sys.executable, "-m", "mcp_warden.stub_upstream", "--port", str(port)]
+    with background([*argv, "--keys-file", str(keys_file)], env=cli_env(), port=port, log=log):
+        stats = httpx.get(f"http://127.0.0.1:{port}/_stub/stats", trust_env=False)
+    assert stats.json() == {"calls": {}, "total": 0, "requests": []}
+    assert log.read_text().splitlines()[0] == f"listening on 127.0.0.1:{port}"
 
 
 def test_the_tutorial_profile_answers_num_results(fresh: StubServer, thread_key: str) -> None:
