@@ -10,16 +10,7 @@ import pytest
 from mcp_warden.config import ScavioProfile
 from mcp_warden.server.tools.scavio import ScavioClient
 from tests.support.stub import Stub, new_key, stub_process
-
-
-class Sleeps:
-    """A recording stand-in for asyncio.sleep: retries run instantly, waits are kept."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
+from tests.tools.fakes import Sleeps
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_warden.server.tools.scavio import ScavioClient, ScavioError
 from tests.support.procs import free_port
 from tests.support.stub import Stub
-from tests.tools.conftest import Sleeps
+from tests.tools.fakes import Sleeps
 
 pytestmark = pytest.mark.anyio
 

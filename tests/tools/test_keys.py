@@ -19,7 +19,7 @@ from mcp_warden.server.tools.scavio import (
 from mcp_warden.stub_upstream import key_id
 from tests.support.procs import free_port
 from tests.support.stub import Stub, new_key
-from tests.tools.conftest import Sleeps
+from tests.tools.fakes import Sleeps
 
 pytestmark = pytest.mark.anyio
 

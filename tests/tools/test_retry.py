@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from mcp_warden.server.tools.retry import MAX_WAIT, Transient, retry_after_seconds, retrying
-from tests.tools.conftest import Sleeps
+from tests.tools.fakes import Sleeps
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,8 @@ call; under this profile we send the same `/api/v1/extract` and
 `/api/v1/usage` requests with the `x-api-key` header, and `country` /
 `language` body fields when given. That part is our choice, not documented.
 
-The API key is loaded just-in-time for every attempt through `load_key`,
+The API key is loaded just-in-time for every attempt through `load_key`
+(called in a worker thread, so a store read never stalls the event loop),
 lives in local variables only, and is never logged or put in a message:
 error messages name the failure and the remedy, never the key and never the
 caller's query or URL (the SDK logs tool-error messages).
@@ -347,7 +348,7 @@ class ScavioClient:
         sensitive: tuple[str, ...],
     ) -> httpx.Response:
         """One try: returns a 2xx response, raises Transient or ScavioError."""
-        key = self._api_key()
+        key = await self._api_key()
         failure: Transient | None = None
         try:
             response = await self._http.request(
@@ -409,12 +410,12 @@ class ScavioClient:
             )
         return ScavioError("bad_response", f"Scavio answered with unexpected HTTP {status}", status)
 
-    def _api_key(self) -> str:
-        """The key, read now from the store; never cached."""
+    async def _api_key(self) -> str:
+        """The key, read now from the store (in a worker thread: file I/O), never cached."""
         name = self.credential_name
         hint = f"store one with `mcp-warden cred set {name}`"
         try:
-            raw = self._load_key()
+            raw = await asyncio.to_thread(self._load_key)
         except LookupError:
             raise ScavioError(
                 "no_credential", f"no Scavio API key is stored as {name!r}; {hint}"
