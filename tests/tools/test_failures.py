@@ -1,0 +1,233 @@
+"""Every upstream failure mode of the real stub becomes its clear tool error, and the
+client keeps working afterwards; retries are counted by the stub itself."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from mcp.server.mcpserver.exceptions import ToolError
+
+from mcp_warden.server.tools.scavio import ScavioClient, ScavioError
+from tests.support.procs import free_port
+from tests.support.stub import Stub
+from tests.tools.fakes import Sleeps
+
+pytestmark = pytest.mark.anyio
+
+QUERY = "confidential merger plans"
+ROTATE = "run `mcp-warden cred rotate scavio_api_key`"
+
+# mode sent to the stub, expected reason, expected message, calls the stub sees
+FAILURES: list[tuple[dict[str, Any], str, str, int]] = [
+    (
+        {"status": 400, "error": "unsupported operator in query"},
+        "invalid_request",
+        "Scavio refused the request as invalid (HTTP 400): unsupported operator in query",
+        1,
+    ),
+    ({"status": 401}, "rejected", f"the stored Scavio key was rejected (HTTP 401); {ROTATE}", 1),
+    ({"status": 403}, "rejected", f"the stored Scavio key was rejected (HTTP 403); {ROTATE}", 1),
+    ({"status": 402}, "out_of_credits", "the Scavio account is out of credits (HTTP 402)", 1),
+    ({"status": 404}, "bad_response", "Scavio has no endpoint /api/v2/google (HTTP 404)", 1),
+    (
+        {"status": 429, "retry_after": 0},
+        "rate_limited",
+        "Scavio's rate limit was reached (HTTP 429) after 3 attempts; try again later",
+        3,
+    ),
+    *[
+        (
+            {"status": code},
+            "unavailable",
+            f"Scavio is unavailable (HTTP {code}) after 3 attempts; try again later",
+            3,
+        )
+        for code in (500, 502, 503, 504)
+    ],
+    ({"bad_json": True}, "bad_response", "Scavio sent a response that is not valid JSON", 1),
+    (
+        {"bad_shape": True},
+        "bad_response",
+        "Scavio's response has an unexpected shape: `organic_results` is not a list",
+        1,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FAILURES, ids=[repr(f[0]) for f in FAILURES])
+async def test_failure_mode_maps_to_its_error_then_recovers(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    api_key: str,
+    case: tuple[dict[str, Any], str, str, int],
+) -> None:
+    mode, reason, message, calls = case
+    stub.mode(**mode, times=calls)
+    async with make_client() as client:
+        with pytest.raises(ScavioError) as failed:
+            await client.search(QUERY)
+        assert isinstance(failed.value, ToolError)  # the SDK turns it into isError
+        assert failed.value.reason == reason
+        assert message in str(failed.value)
+        assert "\n" not in str(failed.value)
+        assert api_key not in str(failed.value)
+        assert QUERY not in str(failed.value)
+        assert stub.calls() == calls
+        # the mode is used up: the same client serves the next call normally
+        found = await client.search(QUERY)
+    assert len(found["results"]) == 5
+    assert stub.calls() == calls + 1
+
+
+async def test_429_twice_then_ok_succeeds_on_the_third_call(
+    make_client: Callable[..., ScavioClient], stub: Stub, sleeps: Sleeps
+) -> None:
+    stub.mode(status=429, times=2)
+    async with make_client() as client:
+        found = await client.search(QUERY)
+    assert len(found["results"]) == 5
+    assert stub.statuses() == [429, 429, 200]
+    # no hint from the upstream: full-jitter windows of 0.5 s then 1 s
+    assert len(sleeps.waits) == 2
+    assert 0 <= sleeps.waits[0] <= 0.5
+    assert 0 <= sleeps.waits[1] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ({"retry_after": 3}, 3.0, 3.0),
+        ({"retry_after": 2.5}, 2.5, 2.5),
+        ({"rate_limit_reset": 2}, 2.0, 2.0),
+        ({"rate_limit_reset": "epoch+4"}, 2.5, 4.0),
+        ({"retry_after": "date+5"}, 3.5, 5.0),
+    ],
+)
+async def test_rate_limit_waits_what_the_upstream_asks(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    sleeps: Sleeps,
+    case: tuple[dict[str, Any], float, float],
+) -> None:
+    hint, low, high = dict(case[0]), case[1], case[2]
+    now = time.time()
+    for name, value in hint.items():
+        if value == "epoch+4":
+            hint[name] = int(now) + 4
+        elif value == "date+5":
+            hint[name] = email.utils.formatdate(int(now) + 5, usegmt=True)
+    stub.mode(status=429, times=1, **hint)
+    async with make_client() as client:
+        await client.search(QUERY)
+    assert stub.statuses() == [429, 200]
+    assert len(sleeps.waits) == 1
+    assert low <= sleeps.waits[0] <= high
+
+
+async def test_503_honours_retry_after_too(
+    make_client: Callable[..., ScavioClient], stub: Stub, sleeps: Sleeps
+) -> None:
+    stub.mode(status=503, times=2, retry_after=1)
+    async with make_client() as client:
+        await client.usage()
+    assert stub.statuses() == [503, 503, 200]
+    assert sleeps.waits == [1.0, 1.0]
+
+
+async def test_a_wait_longer_than_8_s_fails_at_once(
+    make_client: Callable[..., ScavioClient], stub: Stub, sleeps: Sleeps
+) -> None:
+    stub.mode(status=429, times=1, retry_after=30)
+    async with make_client() as client:
+        with pytest.raises(ScavioError, match=r"HTTP 429\); it asks to wait 30 s, try again then"):
+            await client.search(QUERY)
+    assert stub.calls() == 1
+    assert sleeps.waits == []
+
+
+async def test_real_retry_after_of_one_second(
+    make_client: Callable[..., ScavioClient], stub: Stub
+) -> None:
+    """The one test that really sleeps: a 1 s Retry-After is waited for, not skipped."""
+    stub.mode(status=429, times=1, retry_after=1)
+    async with make_client(sleep=asyncio.sleep) as client:
+        started = time.monotonic()
+        found = await client.search(QUERY)
+        elapsed = time.monotonic() - started
+    assert len(found["results"]) == 5
+    assert stub.statuses() == [429, 200]
+    assert 1.0 <= elapsed < 3.0
+
+
+async def test_timeouts_are_retried_then_reported(
+    make_client: Callable[..., ScavioClient], stub: Stub
+) -> None:
+    stub.mode(delay=1.0, times=3)
+    async with make_client(timeout=0.2) as client:
+        with pytest.raises(ScavioError) as failed:
+            await client.search(QUERY)
+        assert failed.value.reason == "timeout"
+        assert str(failed.value) == (
+            "Scavio did not answer within 0.2 s after 3 attempts; try again later"
+        )
+        assert stub.calls() == 3
+        assert len((await client.search(QUERY))["results"]) == 5
+
+
+async def test_one_timeout_then_an_answer_succeeds(
+    make_client: Callable[..., ScavioClient], stub: Stub
+) -> None:
+    stub.mode(delay=1.0, times=1)
+    async with make_client(timeout=0.2) as client:
+        found = await client.search(QUERY)
+    assert len(found["results"]) == 5
+    assert stub.calls() == 2
+
+
+async def test_unreachable_upstream(sleeps: Sleeps, api_key: str) -> None:
+    port = free_port()  # nothing listens there
+    client = ScavioClient(
+        base_url=f"http://127.0.0.1:{port}",
+        profile="scavio-v2",
+        load_key=lambda: api_key,
+        sleep=sleeps,
+    )
+    async with client:
+        with pytest.raises(ScavioError) as failed:
+            await client.search(QUERY)
+    assert failed.value.reason == "unreachable"
+    assert str(failed.value) == (
+        f"could not reach Scavio at http://127.0.0.1:{port} (ConnectError) after 3 attempts; "
+        "try again later"
+    )
+    assert len(sleeps.waits) == 2
+
+
+async def test_a_400_reason_never_echoes_the_key_or_the_query(
+    make_client: Callable[..., ScavioClient], stub: Stub, api_key: str
+) -> None:
+    stub.mode(status=400, times=1, error=f"bad key {api_key} for query '{QUERY.upper()}'\nline2")
+    async with make_client() as client:
+        with pytest.raises(ScavioError) as failed:
+            await client.search(QUERY)
+    text = str(failed.value)
+    assert text == (
+        "Scavio refused the request as invalid (HTTP 400): "
+        "bad key [redacted] for query '[redacted]' line2"
+    )
+
+
+async def test_a_400_reason_is_cut_short(
+    make_client: Callable[..., ScavioClient], stub: Stub
+) -> None:
+    stub.mode(status=400, times=1, error="x" * 1000)
+    async with make_client() as client:
+        with pytest.raises(ScavioError) as failed:
+            await client.extract("https://example.org/")
+    assert str(failed.value).endswith("x...")
+    assert len(str(failed.value)) < 300

@@ -1,0 +1,192 @@
+"""The API key: loaded just-in-time for every attempt, never cached, never logged or
+shown; a missing or malformed key is a clear error; candidate keys can be checked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from mcp_warden.config import Settings
+from mcp_warden.errors import ConfigError, WardenError
+from mcp_warden.server.tools.scavio import (
+    ApiKeyCheckError,
+    ScavioClient,
+    ScavioError,
+    check_api_key,
+)
+from mcp_warden.stub_upstream import key_id
+from tests.support.procs import free_port
+from tests.support.stub import Stub, new_key
+from tests.tools.fakes import Sleeps
+
+pytestmark = pytest.mark.anyio
+
+QUERY = "acquisition target shortlist"
+
+
+class Store:
+    """Stands in for the credential store: counts loads, can be rotated."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.loads = 0
+
+    def load(self) -> str:
+        self.loads += 1
+        return self.key
+
+
+async def test_each_call_and_each_retry_loads_the_key_afresh(
+    make_client: Callable[..., ScavioClient], stub: Stub, api_key: str
+) -> None:
+    store = Store(api_key)
+    async with make_client(load_key=store.load) as client:
+        await client.search(QUERY)
+        await client.usage()
+        assert store.loads == 2
+        stub.mode(status=429, times=2)
+        await client.search(QUERY)
+    assert store.loads == 5  # one load per attempt
+    assert stub.keys_used() == [key_id(api_key)] * 5
+
+
+async def test_a_rotated_key_is_used_on_the_next_call(
+    make_client: Callable[..., ScavioClient], stub: Stub, api_key: str
+) -> None:
+    store = Store(api_key)
+    rotated = new_key()
+    async with make_client(load_key=store.load) as client:
+        await client.search(QUERY)
+        stub.set_keys(api_key, rotated)  # the upstream accepts both during the rotation
+        store.key = rotated
+        await client.search(QUERY)
+        stub.set_keys(rotated)  # the old key is revoked upstream
+        await client.extract("https://example.org/")
+        store.key = api_key  # a replica still holding the old key would now fail
+        with pytest.raises(ScavioError, match="key was rejected"):
+            await client.usage()
+    assert stub.keys_used() == [key_id(api_key), key_id(rotated), key_id(rotated), key_id(api_key)]
+    assert stub.statuses() == [200, 200, 200, 401]
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (
+            KeyError("scavio_api_key"),
+            "no Scavio API key is stored as 'scavio_api_key'; "
+            "store one with `mcp-warden cred set scavio_api_key`",
+        ),
+        (
+            ConfigError("MCP_ENCRYPTION_KEY is not set; create one with `mcp-warden keygen`"),
+            "the Scavio API key 'scavio_api_key' could not be loaded (MCP_ENCRYPTION_KEY is not "
+            "set; create one with `mcp-warden keygen`); store one with "
+            "`mcp-warden cred set scavio_api_key`",
+        ),
+    ],
+)
+async def test_a_missing_credential_is_a_clear_error(
+    make_client: Callable[..., ScavioClient], stub: Stub, failure: Exception, message: str
+) -> None:
+    def load() -> str:
+        raise failure
+
+    async with make_client(load_key=load) as client:
+        with pytest.raises(ScavioError) as refused:
+            await client.search(QUERY)
+    assert refused.value.reason == "no_credential"
+    assert str(refused.value) == message
+    assert refused.value.__cause__ is None
+    assert refused.value.__suppress_context__
+    assert stub.calls() == 0
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "   ", "sk test with spaces", "sk_t\x00est", "sk_\u00e9t\u00e9"]
+)
+async def test_a_malformed_key_is_refused_without_being_sent_or_shown(
+    make_client: Callable[..., ScavioClient], stub: Stub, bad: str
+) -> None:
+    async with make_client(load_key=lambda: bad) as client:
+        with pytest.raises(ScavioError, match="is empty or malformed") as refused:
+            await client.search(QUERY)
+    assert "cred rotate scavio_api_key" in str(refused.value)
+    assert bad.strip() == "" or bad not in str(refused.value)
+    assert stub.calls() == 0
+
+
+async def test_surrounding_whitespace_of_a_stored_key_is_ignored(
+    make_client: Callable[..., ScavioClient], stub: Stub, api_key: str
+) -> None:
+    async with make_client(load_key=lambda: f"  {api_key}\n") as client:
+        await client.usage()
+    assert stub.keys_used() == [key_id(api_key)]
+
+
+async def test_neither_key_nor_query_reaches_logs_or_messages(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    api_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    messages: list[str] = []
+    async with make_client(timeout=0.2) as client:
+        await client.search(QUERY, country="de", language="de")
+        await client.extract(f"https://example.org/{QUERY.replace(' ', '-')}")
+        for mode in (
+            {"status": 401},
+            {"status": 400, "error": f"bad key {api_key} for {QUERY}"},
+            {"status": 500, "error": f"upstream crashed on {QUERY} with {api_key}"},
+            {"delay": 0.5},
+        ):
+            stub.mode(**mode, times=3)
+            with pytest.raises(ScavioError) as failed:
+                await client.search(QUERY)
+            messages.append(str(failed.value))
+    stub.set_keys(new_key())
+    async with make_client() as client:
+        with pytest.raises(ScavioError) as failed:
+            await client.search(QUERY)
+        messages.append(str(failed.value))
+    assert "HTTP Request: POST" in caplog.text  # httpx's own log lines were captured
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    for text in [logged, *messages]:
+        assert api_key not in text
+        assert QUERY not in text
+        assert QUERY.replace(" ", "-") not in text
+
+
+async def test_check_api_key_accepts_a_working_key(stub: Stub) -> None:
+    candidate = new_key()
+    stub.set_keys(candidate)
+    await check_api_key(Settings(scavio_base_url=stub.url), candidate)
+    assert stub.keys_used() == [key_id(candidate)]
+    assert stub.calls("/api/v1/usage") == 1
+
+
+@pytest.mark.parametrize("profile", ["scavio-v2", "tutorial"])
+async def test_check_api_key_reports_a_rejected_key(stub: Stub, profile: str) -> None:
+    candidate = new_key()
+    settings = Settings(scavio_base_url=stub.url).with_overrides(scavio_profile=profile)
+    with pytest.raises(ApiKeyCheckError) as refused:
+        await check_api_key(settings, candidate)
+    assert isinstance(refused.value, WardenError)
+    assert refused.value.exit_code == 1
+    assert str(refused.value) == "Scavio rejected the new key (HTTP 401)"
+    assert stub.keys_used() == [key_id(candidate)]
+
+
+async def test_check_api_key_reports_an_unreachable_upstream(sleeps: Sleeps) -> None:
+    settings = Settings(scavio_base_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ApiKeyCheckError, match="could not verify the new key with Scavio: could"):
+        await check_api_key(settings, new_key(), timeout=1.0, sleep=sleeps)
+    assert len(sleeps.waits) == 2
+
+
+async def test_check_api_key_refuses_a_malformed_value_without_a_call(stub: Stub) -> None:
+    with pytest.raises(ApiKeyCheckError, match="not a usable Scavio key"):
+        await check_api_key(Settings(scavio_base_url=stub.url), "two words")
+    assert stub.calls() == 0

@@ -1,0 +1,153 @@
+"""The tools registered as-is on the `mcp` SDK's MCPServer, driven by the SDK's own
+client (in-process), calling the real stub over HTTP."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+
+from mcp_warden.server.tools import ToolSpec, add_tools, all_tools
+from mcp_warden.server.tools.scavio import ScavioClient
+from tests.support.stub import Stub
+
+pytestmark = pytest.mark.anyio
+
+QUERY = "quarterly revenue forecast"
+
+
+def server_with(scavio: ScavioClient, **options: Any) -> MCPServer:
+    server = MCPServer("warden-test")
+    add_tools(server, all_tools(scavio), **options)
+    return server
+
+
+async def test_tools_list_publishes_names_limits_and_output_schemas(
+    make_client: Callable[..., ScavioClient],
+) -> None:
+    async with make_client() as scavio, Client(server_with(scavio)) as client:
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert list(listed) == ["web_search", "extract_url", "usage"]
+    search = listed["web_search"].input_schema
+    assert search["required"] == ["query"]
+    assert search["properties"]["query"]["maxLength"] == 500
+    assert search["properties"]["num_results"] == {
+        "default": 5,
+        "description": "How many results to return (1-10).",
+        "maximum": 10,
+        "minimum": 1,
+        "title": "Num Results",
+        "type": "integer",
+    }
+    extract = listed["extract_url"].input_schema
+    assert extract["properties"]["format"]["enum"] == ["markdown", "text", "html"]
+    assert listed["usage"].input_schema["properties"] == {}
+    output = listed["web_search"].output_schema
+    assert output is not None
+    assert output["required"] == ["query", "results"]
+    for tool in listed.values():
+        assert tool.annotations is not None
+        assert tool.annotations.read_only_hint is True
+
+
+async def test_web_search_returns_structured_results(
+    make_client: Callable[..., ScavioClient], stub: Stub
+) -> None:
+    async with make_client("tutorial") as scavio, Client(server_with(scavio)) as client:
+        result = await client.call_tool("web_search", {"query": QUERY})
+    assert not result.is_error
+    assert result.structured_content is not None
+    assert len(result.structured_content["results"]) == 5
+    assert json.loads(result.content[0].text) == result.structured_content  # type: ignore[union-attr]
+    assert stub.calls("/api/v1/search") == 1
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"),
+    [
+        ("web_search", {"query": "x" * 501}, "String should have at most 500 characters"),
+        ("web_search", {"query": "ok", "num_results": 11}, "less than or equal to 10"),
+        ("web_search", {"query": "ok", "country": "france"}, "String should match pattern"),
+        ("extract_url", {"url": "ftp://example.org/"}, "url must be an http or https address"),
+        ("extract_url", {"url": "https://example.org/", "format": "pdf"}, "Input should be"),
+    ],
+)
+async def test_bad_arguments_are_tool_errors_and_never_reach_the_stub(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    tool: str,
+    arguments: dict[str, Any],
+    message: str,
+) -> None:
+    async with make_client() as scavio, Client(server_with(scavio)) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    assert message in result.content[0].text  # type: ignore[union-attr]
+    assert stub.calls() == 0
+
+
+async def test_an_upstream_failure_is_an_is_error_result_and_the_server_goes_on(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    api_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with make_client() as scavio, Client(server_with(scavio)) as client:
+        stub.mode(status=401, times=1)
+        refused = await client.call_tool("web_search", {"query": QUERY})
+        stub.mode(status=402, times=1)
+        broke = await client.call_tool("usage", {})
+        fine = await client.call_tool("usage", {})
+    assert refused.is_error
+    assert broke.is_error
+    assert not fine.is_error
+    assert refused.content[0].text == (  # type: ignore[union-attr]
+        "Error executing tool web_search: the stored Scavio key was rejected (HTTP 401); "
+        "run `mcp-warden cred rotate scavio_api_key`"
+    )
+    assert "out of credits (HTTP 402)" in broke.content[0].text  # type: ignore[union-attr]
+    assert fine.structured_content is not None
+    assert fine.structured_content["plan"] == "stub"
+    assert "Tool 'web_search' failed" in caplog.text  # the SDK logged the failure...
+    assert QUERY not in caplog.text
+    assert api_key not in caplog.text
+
+
+async def test_a_guard_can_wrap_every_tool_and_keep_its_schema(
+    make_client: Callable[..., ScavioClient], stub: Stub
+) -> None:
+    seen: list[str] = []
+
+    def guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(spec.fn)
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            seen.append(spec.name)
+            return await spec.fn(*args, **kwargs)
+
+        return guarded
+
+    async with make_client() as scavio:
+        async with Client(server_with(scavio)) as plain:
+            expected = [t.input_schema for t in (await plain.list_tools()).tools]
+        async with Client(server_with(scavio, wrap=guard)) as client:
+            assert [t.input_schema for t in (await client.list_tools()).tools] == expected
+            result = await client.call_tool("web_search", {"query": QUERY, "num_results": 2})
+    assert not result.is_error
+    assert result.structured_content is not None
+    assert len(result.structured_content["results"]) == 2
+    assert seen == ["web_search"]
+
+
+def test_tool_specs_need_valid_mcp_names() -> None:
+    async def noop() -> None:
+        return None
+
+    with pytest.raises(ValueError, match="not a valid MCP tool name"):
+        ToolSpec("web search", "has a space", noop)
