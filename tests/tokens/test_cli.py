@@ -157,13 +157,30 @@ def test_revoke_forms(env: dict[str, str], tmp_path: Path) -> None:
     assert refused(["token", "revoke", "a.b.c"], env, 1).startswith("mcp-warden: malformed:")
 
 
+class RecordingDenylist(MemoryDenylist):
+    """A memory denylist that also records what the CLI asked it to revoke."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jtis: dict[str, int] = {}
+        self.subs: dict[str, int] = {}
+
+    def revoke_jti(self, jti: str, exp: int) -> None:
+        self.jtis[jti] = exp
+        super().revoke_jti(jti, exp)
+
+    def revoke_sub(self, sub: str, at: int) -> None:
+        self.subs[sub] = at
+        super().revoke_sub(sub, at)
+
+
 def test_revoke_then_verify_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Revocation through the CLI code path, sharing one memory denylist between commands.
 
     (Across processes this needs a shared backend: see the sqlite test below.)
     """
-    denylist = MemoryDenylist()
-    monkeypatch.setattr("mcp_warden.cli.tokens.open_denylist", lambda _settings: denylist)
+    denylist = RecordingDenylist()
+    monkeypatch.setattr("mcp_warden.cli.tokens.open_denylist", lambda _settings, **_kw: denylist)
     cfg = Settings(keys_dir=tmp_path / "keys", jwks=str(tmp_path / "keys" / "jwks.json"))
     runner = CliRunner()
 
@@ -185,11 +202,11 @@ def test_revoke_then_verify_in_one_process(tmp_path: Path, monkeypatch: pytest.M
     code, _, err = run("token", "verify", other)
     assert (code, err.split(":")[1].strip()) == (1, "revoked")
     now = int(time.time())
-    assert denylist._subs["dave"] in (now - 1, now)
+    assert denylist.subs["dave"] in (now - 1, now)
     assert run("token", "revoke", "--jti", "abc", "--exp", "1900000000")[0] == 0
     assert run("token", "revoke", "--jti", "xyz")[0] == 0
-    assert denylist._jtis["abc"] == 1_900_000_000
-    assert denylist._jtis["xyz"] - now in range(86_399, 86_402)  # now + max TTL
+    assert denylist.jtis["abc"] == 1_900_000_000
+    assert denylist.jtis["xyz"] - now in range(86_399, 86_402)  # now + max TTL
 
 
 def _sqlite_backend_available(tmp_path: Path) -> bool:

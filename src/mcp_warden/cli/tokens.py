@@ -162,7 +162,8 @@ def token_revoke(
     if exp is not None and jti is None:
         raise click.UsageError("--exp goes with --jti")
     now = int(time.time())
-    denylist = open_denylist(cfg)
+    # Only revoking a TOKEN needs the shared list loaded (to say "already revoked").
+    denylist = open_denylist(cfg, follow=token_arg is not None)
     try:
         if sub is not None:
             denylist.revoke_sub(sub, now)
