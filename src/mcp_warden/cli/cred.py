@@ -8,6 +8,7 @@ from a prompt that does not echo. They are never taken from argv, where
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,10 +76,33 @@ def list_(ctx: click.Context) -> None:
 
 @cred.command()
 @click.argument("name")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Try the new value against the upstream (Scavio `usage`) before it replaces the old one.",
+)
 @click.pass_context
-def rotate(ctx: click.Context, name: str) -> None:
+def rotate(ctx: click.Context, name: str, verify: bool) -> None:
     """Replace NAME with a new value from stdin or a no-echo prompt; logged."""
-    run_rotate(ctx, name)
+    run_rotate(ctx, name, check=_upstream_check(ctx, name) if verify else None)
+
+
+def _upstream_check(ctx: click.Context, name: str) -> Check:
+    """A check that asks the upstream using NAME whether the new value works."""
+    s = settings(ctx)
+    if name != s.scavio_credential:
+        raise click.UsageError(
+            f"--verify knows how to check {s.scavio_credential!r} (the Scavio key, "
+            "MCP_SCAVIO_CREDENTIAL) only; rotate other credentials without it"
+        )
+
+    def check(value: str) -> None:
+        # Only `--verify` needs the upstream client.
+        from mcp_warden.server.tools.scavio import check_api_key  # noqa: PLC0415
+
+        asyncio.run(check_api_key(s, value))
+
+    return check
 
 
 def run_rotate(ctx: click.Context, name: str, check: Check | None = None) -> None:
