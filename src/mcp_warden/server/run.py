@@ -60,18 +60,17 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
     sock = bind(host, port)
     try:
         runtime = open_runtime(settings)
+        try:
+            app = http_app(runtime, host=host)
+        except BaseException:
+            asyncio.run(runtime.aclose())
+            raise
     except BaseException:
         sock.close()
         raise
     bound_port = int(sock.getsockname()[1])
     url = f"http://{_host_in_url(host)}:{bound_port}{MCP_PATH}"
     warn_if_not_audience(settings.token_audience, host, bound_port)
-    try:
-        app = http_app(runtime, host=host)
-    except BaseException:
-        asyncio.run(runtime.aclose())
-        sock.close()
-        raise
     config = uvicorn.Config(
         app,
         lifespan="on",
