@@ -82,6 +82,8 @@ _REASON_MAX = 200
 class InvalidArgument(ToolError):
     """A tool argument outside its documented range; nothing was sent upstream."""
 
+    reason = "invalid_argument"  # for audit logs, like ScavioError.reason
+
 
 class ScavioError(ToolError):
     """An upstream call that failed; `reason` is a stable word for audit logs."""

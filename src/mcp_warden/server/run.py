@@ -1,0 +1,183 @@
+"""Running the server: streamable HTTP on uvicorn, or stdio under one token.
+
+Both check everything they need before serving (master key, JWKS,
+revocation URL, audience, MCP_TOKEN for stdio) and raise ConfigError with a
+one-line message otherwise, which the CLI turns into exit code 2.
+
+HTTP: the socket is bound here (so port 0 works and the bound address is
+printed only once it accepts), with `proto=IPPROTO_TCP` so that asyncio
+sets TCP_NODELAY on accepted connections (without it every keep-alive
+response waits ~40 ms for a delayed ACK). uvicorn runs with its access log
+off; SIGTERM and SIGINT drain in-flight requests (up to
+`GRACEFUL_SECONDS`), then the SDK lifespan closes the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from urllib.parse import urlsplit
+
+import anyio
+import uvicorn
+from starlette.types import ASGIApp
+
+from mcp_warden.config import Settings
+from mcp_warden.errors import ConfigError, WardenError
+from mcp_warden.server.app import MCP_PATH, Runtime, http_app, stdio_server
+from mcp_warden.tokens.errors import TokenError
+
+GRACEFUL_SECONDS = 10
+BACKLOG = 1024
+
+log = logging.getLogger("mcp_warden.server")
+
+
+def configure_logging() -> None:
+    """Warnings and errors on stderr, one line each (stdout belongs to the stdio protocol)."""
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="mcp-warden: %(levelname)s %(message)s"
+    )
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Runtime.open, with every startup failure as a ConfigError (exit 2)."""
+    try:
+        return Runtime.open(settings)
+    except ConfigError:
+        raise
+    except WardenError as exc:
+        raise ConfigError(f"cannot start: {exc}") from None
+
+
+# -- HTTP ---------------------------------------------------------------------
+
+
+def serve_http(settings: Settings, *, host: str, port: int) -> None:
+    """Serve streamable HTTP at http://HOST:PORT/mcp until SIGTERM or SIGINT."""
+    configure_logging()
+    sock = bind(host, port)
+    try:
+        runtime = open_runtime(settings)
+        try:
+            app = http_app(runtime, host=host)
+        except BaseException:
+            asyncio.run(runtime.aclose())
+            raise
+    except BaseException:
+        sock.close()
+        raise
+    bound_port = int(sock.getsockname()[1])
+    url = f"http://{_host_in_url(host)}:{bound_port}{MCP_PATH}"
+    warn_if_not_audience(settings.token_audience, host, bound_port)
+    run_uvicorn(app, sock, banner=f"mcp-warden: serving on {url}")
+
+
+def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str) -> None:
+    """Serve `app` on the bound `sock` until SIGTERM/SIGINT; print `banner` once it accepts."""
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
+    _Server(config, banner=banner).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, announcing the URL once the app has started and the socket accepts."""
+
+    def __init__(self, config: uvicorn.Config, *, banner: str) -> None:
+        super().__init__(config)
+        self._banner = banner
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            print(self._banner, file=sys.stderr, flush=True)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port); ConfigError if impossible."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port (0-65535; 0 picks a free one)")
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host!r}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port "
+            "(0 picks a free one)"
+        ) from None
+    return sock
+
+
+def warn_if_not_audience(audience: str, host: str, port: int) -> None:
+    """Warn once when clients cannot reach this server at the URL its tokens name."""
+    parts = urlsplit(audience)
+    try:
+        audience_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        audience_port = None
+    wildcard = host in ("0.0.0.0", "::", "")  # noqa: S104  (comparing, not binding)
+    same_host = wildcard or parts.hostname == host.strip("[]")
+    if same_host and audience_port == port and parts.path == MCP_PATH:
+        return
+    log.warning(
+        "MCP_TOKEN_AUDIENCE is %s but this server listens on %s:%d%s; tokens name the "
+        "audience, so clients must use that URL (through a proxy or load balancer), or set "
+        "MCP_TOKEN_AUDIENCE to the URL clients use",
+        audience,
+        host,
+        port,
+        MCP_PATH,
+    )
+
+
+def _host_in_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+# -- stdio --------------------------------------------------------------------
+
+
+def serve_stdio(settings: Settings) -> None:
+    """Serve MCP over stdin/stdout under the token in MCP_TOKEN; refuse to start without one."""
+    configure_logging()
+    if settings.token is None:
+        raise ConfigError(
+            "MCP_TOKEN is not set; a stdio server runs under one token: mint one with "
+            "`mcp-warden token mint --tools ... --ttl ... --sub ...` and export it as MCP_TOKEN"
+        )
+    anyio.run(_stdio, settings)
+
+
+async def _stdio(settings: Settings) -> None:
+    runtime = open_runtime(settings)
+    token = settings.token or ""
+    try:
+        claims = runtime.verifier.verify(token.strip())
+    except TokenError as exc:
+        await runtime.aclose()
+        raise ConfigError(
+            f"MCP_TOKEN was refused ({exc.reason}: {exc}); mint a new token with "
+            "`mcp-warden token mint` and export it as MCP_TOKEN"
+        ) from None
+    except BaseException:
+        await runtime.aclose()
+        raise
+    server = stdio_server(runtime, claims)
+    await server.run_stdio_async()  # the server lifespan closes the runtime
