@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     table = render(figures, "make bench")
     print(table)
     if args.write is not None and args.only == ",".join(MODULES):
+        args.write.parent.mkdir(parents=True, exist_ok=True)
         args.write.write_text(table)
         print(f"wrote {args.write}", file=sys.stderr)
     return 0

@@ -91,12 +91,18 @@ def dump_object(entries: dict[str, object]) -> bytes:
     return (json.dumps(entries, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically and durably; the new file is 0600."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` atomically and durably; the new file has `mode` (0600).
+
+    The new mtime is always later than the old one, so readers that watch the
+    mtime (the store's load cache, the JWKS file source) never miss a change.
+    """
     previous_mtime = _mtime_ns(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with open(fd, "wb") as file:
+            if mode != 0o600:  # mkstemp creates 0600
+                os.fchmod(file.fileno(), mode)
             file.write(data)
             file.flush()
             stamp = max(time.time_ns(), previous_mtime + 1)

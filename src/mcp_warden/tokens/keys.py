@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from mcp_warden.credentials.files import write_atomic
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.tokens.jwks import JwksError, public_jwk, public_key_from_jwk
 
@@ -185,7 +185,7 @@ class KeyDir:
     def _publish(self, keys: list[KeyInfo]) -> None:
         """jwks.json first, then state.json: a key is public before it can sign."""
         jwks = {"keys": [public_jwk(public_key_from_jwk(_okp(k.x))) for k in keys]}
-        _write_atomic(self.path / JWKS_FILE, _dump(jwks), 0o644)
+        write_atomic(self.path / JWKS_FILE, _dump(jwks), 0o644)
         state = {
             "version": STATE_VERSION,
             "keys": [
@@ -193,7 +193,7 @@ class KeyDir:
                 for k in keys
             ],
         }
-        _write_atomic(self.path / STATE_FILE, _dump(state), 0o644)
+        write_atomic(self.path / STATE_FILE, _dump(state), 0o644)
 
     def _read_state(self) -> list[KeyInfo]:
         path = self.path / STATE_FILE
@@ -249,24 +249,3 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, whole."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
