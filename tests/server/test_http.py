@@ -7,7 +7,6 @@ denylist; revocations and rotations are made by other `mcp-warden` processes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -20,7 +19,6 @@ from tests.support.server import (
     Served,
     audit_lines,
     call_http,
-    deployment,
     mcp_http,
     post,
     run,
@@ -30,21 +28,7 @@ from tests.support.server import (
 SEARCH = {"query": "mcp server security"}
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployment(tmp_path_factory.mktemp("http")) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-def server(lab: Deployment) -> Iterator[Served]:
-    with lab.serve() as served:
-        yield served
-
-
-@pytest.fixture(autouse=True)
-def _fresh_stub(lab: Deployment) -> None:
-    lab.stub.reset()
+pytestmark = pytest.mark.usefixtures("fresh_stub")
 
 
 def test_tools_list_shows_only_the_tokens_tools(lab: Deployment, server: Served) -> None:

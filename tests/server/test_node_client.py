@@ -6,33 +6,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mcp_warden.stub_upstream import key_id
 from tests.support.procs import cli_env, run_node
-from tests.support.server import Deployment, Served, deployment, post, tools_call
+from tests.support.server import Deployment, Served, post, tools_call
 
 SEARCH = {"name": "web_search", "arguments": {"query": "typescript client"}}
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployment(tmp_path_factory.mktemp("node")) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-def server(lab: Deployment) -> Iterator[Served]:
-    with lab.serve() as served:
-        yield served
-
-
-@pytest.fixture(autouse=True)
-def _fresh_stub(lab: Deployment) -> None:
-    lab.stub.reset()
+pytestmark = pytest.mark.usefixtures("fresh_stub")
 
 
 def node_client(url: str, token: str | None, *calls: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,21 +14,13 @@ from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from mcp_warden.stub_upstream import key_id
-from tests.support.server import Deployment, deployment, run
+from tests.support.server import Deployment, run
 
 SEARCH = {"query": "stdio transport"}
 SERVE_STDIO = ("serve", "--transport", "stdio")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployment(tmp_path_factory.mktemp("stdio")) as lab:
-        yield lab
-
-
-@pytest.fixture(autouse=True)
-def _fresh_stub(lab: Deployment) -> None:
-    lab.stub.reset()
+pytestmark = pytest.mark.usefixtures("fresh_stub")
 
 
 @contextlib.asynccontextmanager

@@ -38,12 +38,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         yield lab
 
 
-@pytest.fixture(scope="module")
-def server(lab: Deployment) -> Iterator[Served]:
-    with lab.serve() as served:
-        yield served
-
-
 @pytest.mark.parametrize("failure", sorted(FAILURES))
 def test_upstream_failure_is_a_clear_tool_error_and_the_server_keeps_serving(
     lab: Deployment, server: Served, failure: str
