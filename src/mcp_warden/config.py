@@ -45,7 +45,8 @@ class Settings:
     scavio_base_url: str = "https://api.scavio.dev"
     scavio_profile: ScavioProfile = "scavio-v2"
     scavio_credential: str = "scavio_api_key"
-    audit_log: Path | None = None
+    scavio_timeout: float = 15.0  # SCAVIO_TIMEOUT_SECONDS: per upstream attempt (serve)
+    audit_log: Path | None = None  # MCP_AUDIT_LOG: serve's audit lines; unset: stderr
     actor: str = "mcp-warden"  # MCP_ACTOR: who the rotation log names; from_env: user@host
 
     @classmethod
@@ -86,6 +87,7 @@ class Settings:
             scavio_base_url=(get("SCAVIO_BASE_URL") or "https://api.scavio.dev").rstrip("/"),
             scavio_profile=profile,
             scavio_credential=get("MCP_SCAVIO_CREDENTIAL") or "scavio_api_key",
+            scavio_timeout=_float(env, "SCAVIO_TIMEOUT_SECONDS", 15.0),
             audit_log=Path(audit) if audit else None,
             actor=_actor(get("MCP_ACTOR"), env),
         )

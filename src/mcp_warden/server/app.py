@@ -90,7 +90,9 @@ class Runtime:
             verifier = Verifier.from_settings(settings, denylist)
             undo.callback(verifier.close)
             scavio = ScavioClient.from_settings(
-                settings, lambda: store.load(settings.scavio_credential)
+                settings,
+                lambda: store.load(settings.scavio_credential),
+                timeout=settings.scavio_timeout,
             )
             audit = AuditLog.open(settings.audit_log)
             undo.pop_all()
