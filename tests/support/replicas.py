@@ -460,20 +460,21 @@ async def drive(
     clients: Sequence[tuple[str, str]],
     seconds: float,
     *,
+    stop: asyncio.Event | None = None,
     pause: float = 0.0,
     max_calls: int = 1_000_000,
 ) -> list[Call]:
-    """Each (label, token) client calls web_search through `balancer` for `seconds`.
+    """Each (label, token) client calls web_search through `balancer` until told to stop.
 
-    Bounded: every client stops at the deadline or after `max_calls` calls.
-    `pause` is the client's think time between calls.
+    Bounded: every client stops after `seconds`, once `stop` is set, or after
+    `max_calls` calls. `pause` is each client's think time between calls.
     """
     calls: list[Call] = []
     deadline = time.monotonic() + seconds
 
     async def client(label: str, token: str) -> None:
         for n in range(max_calls):
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 return
             calls.append(await balancer.call(label, token, tools_call("web_search", SEARCH, n)))
             if pause:
@@ -530,6 +531,11 @@ class LoadFigures:
             f"{what}: {self.calls} calls in {self.seconds:.1f} s = {self.per_second:.0f} calls/s, "
             f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
         )
+
+
+def span(calls: Sequence[Call]) -> float:
+    """Seconds from the first call's start to the last call's end."""
+    return max(c.end for c in calls) - min(c.start for c in calls)
 
 
 def figures(calls: Sequence[Call], seconds: float) -> LoadFigures:
