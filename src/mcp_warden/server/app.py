@@ -34,6 +34,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.caching import CacheHint
 from mcp.server.context import ServerMiddleware
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -145,31 +146,40 @@ def build_server(
     return server
 
 
-def http_app(runtime: Runtime, *, host: str) -> ASGIApp:
-    """The streamable-HTTP ASGI app at /mcp (stateless), with /healthz, bound to `host`."""
+def http_app(runtime: Runtime, *, host: str, offload_verify: bool | None = None) -> ASGIApp:
+    """The streamable-HTTP ASGI app at /mcp (stateless), with /healthz, bound to `host`.
+
+    `offload_verify`: verify tokens in a worker thread; by default only when
+    MCP_JWKS is a URL (see auth.py). The bench sets it to measure the hop.
+    """
     settings = runtime.settings
-    auth = auth_settings(settings)
+    offload = "://" in settings.jwks if offload_verify is None else offload_verify
     server = build_server(
         runtime,
         middleware=[ToolGuard(http_grant, runtime.audit)],
         wrap=guarded,
-        token_verifier=TokenVerifierAdapter(runtime.verifier, offload="://" in settings.jwks),
-        auth=auth,
+        token_verifier=TokenVerifierAdapter(runtime.verifier, offload=offload),
+        auth=auth_settings(settings),
     )
     add_health_route(server, runtime.denylist)
-    app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        stateless_http=True,
-        json_response=True,
-        transport_security=transport_security(settings.token_audience, host),
-        host=host,
-    )
+    app = streamable_http(server, settings, host)
     metadata = resource_metadata_url(settings)
     # Innermost user middleware: after the SDK's authentication, before its routes.
     app.user_middleware.append(
         Middleware(ToolScopeLayer, path=MCP_PATH, resource_metadata=metadata, audit=runtime.audit)
     )
     return ChallengeLayer(app, resource_metadata=metadata)
+
+
+def streamable_http(server: MCPServer[Any], settings: Settings, host: str) -> Starlette:
+    """The SDK's stateless streamable-HTTP app for `server` at /mcp (JSON responses)."""
+    return server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=True,
+        transport_security=transport_security(settings.token_audience, host),
+        host=host,
+    )
 
 
 def stdio_server(runtime: Runtime, claims: Claims) -> MCPServer[dict[str, Any]]:

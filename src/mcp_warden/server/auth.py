@@ -145,10 +145,9 @@ def auth_settings(settings: Settings) -> AuthSettings:
     if urlsplit(issuer).scheme not in ("http", "https"):
         issuer = f"{parts.scheme}://{parts.netloc}"
     try:
-        return AuthSettings(
-            issuer_url=AnyHttpUrl(issuer),
-            resource_server_url=AnyHttpUrl(audience),
-            validate_token_resource=True,
+        # Validated from text, so the SDK keeps a path-less issuer exactly as given (no "/").
+        return AuthSettings.model_validate(
+            {"issuer_url": issuer, "resource_server_url": audience, "validate_token_resource": True}
         )
     except ValidationError:
         raise ConfigError(

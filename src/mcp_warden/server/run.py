@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
+from starlette.types import ASGIApp
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError, WardenError
@@ -60,18 +61,22 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
     sock = bind(host, port)
     try:
         runtime = open_runtime(settings)
+        try:
+            app = http_app(runtime, host=host)
+        except BaseException:
+            asyncio.run(runtime.aclose())
+            raise
     except BaseException:
         sock.close()
         raise
     bound_port = int(sock.getsockname()[1])
     url = f"http://{_host_in_url(host)}:{bound_port}{MCP_PATH}"
     warn_if_not_audience(settings.token_audience, host, bound_port)
-    try:
-        app = http_app(runtime, host=host)
-    except BaseException:
-        asyncio.run(runtime.aclose())
-        sock.close()
-        raise
+    run_uvicorn(app, sock, banner=f"mcp-warden: serving on {url}")
+
+
+def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str) -> None:
+    """Serve `app` on the bound `sock` until SIGTERM/SIGINT; print `banner` once it accepts."""
     config = uvicorn.Config(
         app,
         lifespan="on",
@@ -80,7 +85,7 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
-    _Server(config, banner=f"mcp-warden: serving on {url}").run(sockets=[sock])
+    _Server(config, banner=banner).run(sockets=[sock])
 
 
 class _Server(uvicorn.Server):

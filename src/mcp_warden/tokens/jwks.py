@@ -201,7 +201,8 @@ class FileJwks:
                 self._keys = parse_jwks(_read_capped(self._path))
                 self._stamp = stamp
         except (OSError, JwksError) as exc:
-            log.warning("JWKS %s not reloaded, keeping the last good set: %s", self._path, exc)
+            if self._stamp is not None:  # at start there is no good set: the caller raises
+                log.warning("JWKS %s not reloaded, keeping the last good set: %s", self._path, exc)
             return False
         return True
 

@@ -1,0 +1,133 @@
+"""`mcp-warden serve` as an operator meets it: startup errors, port 0, SIGTERM, and a
+revocation store that goes away (503 with Retry-After, then recovery without a restart).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.redis_server import RedisServer
+from tests.support.server import (
+    BANNER,
+    Deployment,
+    deployment,
+    post,
+    tools_call,
+    wait_for_line,
+)
+
+SERVE = [sys.executable, "-m", "mcp_warden", "serve"]
+
+
+def test_startup_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    with deployment(tmp_path) as lab:
+        busy = subprocess.Popen(  # something already listens on lab.port
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(lab.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.5)
+            any_port = ["--port", "0"]
+            cases = {
+                "MCP_ENCRYPTION_KEY is not set": (any_port, {"MCP_ENCRYPTION_KEY": ""}),
+                "cannot read a JWKS": (any_port, {"MCP_JWKS": str(tmp_path / "absent.json")}),
+                "MCP_REVOCATION_URL scheme 'postgres'": (
+                    any_port,
+                    {"MCP_REVOCATION_URL": "postgres://user:pw@db/x"},
+                ),
+                "MCP_TOKEN_AUDIENCE='mcp.example.com' is not an http(s) URL": (
+                    any_port,
+                    {"MCP_TOKEN_AUDIENCE": "mcp.example.com"},
+                ),
+                f"cannot listen on 127.0.0.1:{lab.port}": (["--port", str(lab.port)], {}),
+            }
+            procs = {  # together: each pays the SDK import once, in parallel
+                words: subprocess.Popen(
+                    [*SERVE, *args],
+                    env={**lab.env, **env},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for words, (args, env) in cases.items()
+            }
+            for words, proc in procs.items():
+                stdout, stderr = proc.communicate(timeout=60)
+                assert proc.returncode == 2, (words, stderr)
+                lines = stderr.strip().splitlines()
+                assert len(lines) == 1, stderr
+                assert lines[0].startswith("mcp-warden: ")
+                assert words in lines[0]
+                assert "pw@" not in stderr  # a URL's password is never echoed
+                assert stdout == ""
+        finally:
+            busy.terminate()
+            busy.wait(10)
+
+
+def test_port_0_prints_the_bound_address_and_sigterm_stops_it(tmp_path: Path) -> None:
+    with deployment(tmp_path) as lab:
+        log = tmp_path / "serve.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*SERVE, "--port", "0"], env=lab.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            banner = wait_for_line(log, proc, BANNER)
+            url = banner.removeprefix(BANNER)
+            port = int(url.removeprefix("http://127.0.0.1:").removesuffix("/mcp"))
+            assert port != lab.port
+            warning = wait_for_line(log, proc, "mcp-warden: WARNING MCP_TOKEN_AUDIENCE")
+            assert f"is {lab.audience} but this server listens on 127.0.0.1:{port}/mcp" in warning
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False)
+            assert health.json() == {"status": "ok"}
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = log.read_text()
+        assert "Traceback" not in text
+        assert sorted(line for line in text.splitlines() if line) == sorted([warning, banner])
+
+
+def _wait_status(lab: Deployment, token: str, status: int, within: float) -> httpx.Response:
+    deadline = time.monotonic() + within
+    while True:
+        response = post(lab.audience, tools_call("web_search", {"query": "q"}), token)
+        if response.status_code == status:
+            return response
+        assert time.monotonic() < deadline, f"still {response.status_code} after {within} s"
+        time.sleep(0.1)
+
+
+def test_unreachable_revocation_store_is_503_then_recovers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    settings = {
+        "MCP_REVOCATION_URL": redis_server.url,
+        "MCP_REVOCATION_STALE_SECONDS": "1",
+        "MCP_REVOCATION_REFRESH_SECONDS": "0.2",
+    }
+    with deployment(tmp_path, **settings) as lab, lab.serve():
+        token = lab.mint(["web_search"])
+        health = f"http://127.0.0.1:{lab.port}/healthz"
+        _wait_status(lab, token, 200, within=5)
+        redis_server.stop()
+        refused = _wait_status(lab, token, 503, within=10)
+        assert refused.headers["retry-after"] == "5"
+        error = refused.json()["error"]
+        assert error["message"].startswith("revocation_unavailable: ")
+        assert token not in refused.text
+        assert httpx.get(health, trust_env=False).status_code == 503
+        redis_server.start()
+        _wait_status(lab, token, 200, within=10)
+        assert httpx.get(health, trust_env=False).json() == {"status": "ok"}
