@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Iterator
 
 import pytest
 
-from mcp_warden.tokens.jws import b64url_decode
-from tests.support.replicas import SEARCH, Call, Cluster, cluster, on_every_replica
+from tests.support.replicas import (
+    SEARCH,
+    Call,
+    Cluster,
+    cluster,
+    jti_and_exp,
+    on_every_replica,
+)
 from tests.support.server import call_http, run
 
 
@@ -34,12 +39,6 @@ def test_cli_minted_tokens_work_on_every_replica_through_the_mcp_client(lab: Clu
         assert result.structured_content is not None
         assert len(result.structured_content["results"]) == 5
         assert replica.stub.calls() == before + 1
-
-
-def jti_and_exp(token: str) -> tuple[str, int]:
-    """The jti and exp of a token (read, not verified: the token came from our issuer)."""
-    claims = json.loads(b64url_decode(token.split(".")[1]))
-    return claims["jti"], claims["exp"]
 
 
 def propagation(lab: Cluster, token: str, *revoke: str) -> list[float]:

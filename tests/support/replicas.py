@@ -54,6 +54,7 @@ from redis import Redis
 from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.store import CredentialStore
 from mcp_warden.tokens.issuer import mint
+from mcp_warden.tokens.jws import b64url_decode
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.revocation_redis import PREFIX
 from tests.support.credentials import new_key as new_master_key
@@ -73,6 +74,9 @@ AUDIENCE = "https://mcp.example.test/mcp"
 """The load balancer's public URL: what tokens name and every replica expects."""
 
 SEARCH = {"query": "mcp replicas"}
+LOAD_SECONDS_ENV = "MCP_WARDEN_LOAD_SECONDS"
+PROPAGATION_SECONDS = 1.0
+"""What the design promises: a revocation reaches every replica within this."""
 JWKS_REFRESH_SECONDS = 1.0
 REVOCATION_REFRESH_SECONDS = 0.5
 
@@ -123,6 +127,23 @@ class Issuer:
 
     def kids(self) -> list[str]:
         return [info.kid for info in KeyDir(self.keys_dir).live_keys()]
+
+
+def load_seconds(default: float) -> float:
+    """How long a load run lasts: MCP_WARDEN_LOAD_SECONDS, else `default` (short in tests)."""
+    raw = os.environ.get(LOAD_SECONDS_ENV)
+    if not raw:
+        return default
+    seconds = float(raw)
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"{LOAD_SECONDS_ENV}={raw!r}: give seconds between 0 and 3600")
+    return seconds
+
+
+def jti_and_exp(token: str) -> tuple[str, int]:
+    """The jti and exp of a token (read, not verified: the token came from our issuer)."""
+    claims = json.loads(b64url_decode(token.split(".")[1]))
+    return claims["jti"], claims["exp"]
 
 
 # -- the replicas -------------------------------------------------------------
@@ -212,6 +233,12 @@ class Cluster:
         assert last, "no revocation in Redis"
         entry_id = str(last[0][0])  # "<milliseconds>-<sequence>", by Redis's clock
         return int(entry_id.partition("-")[0]) / 1000
+
+    def revocation_times(self) -> dict[str, float]:
+        """Each revoked jti or sub -> wall-clock time of its latest write to Redis (stream id)."""
+        with contextlib.closing(self.redis_client()) as client:
+            entries: list[tuple[str, dict[str, str]]] = client.xrange(PREFIX + "events")  # type: ignore[assignment]
+        return {fields["v"]: int(entry_id.partition("-")[0]) / 1000 for entry_id, fields in entries}
 
     def check_no_private_keys(self) -> None:
         """No replica's directory or setting leads to a private signing key."""
