@@ -100,7 +100,7 @@ def test_redis_outage_keeps_known_revocations_then_fails_closed_and_recovers(
     tmp_path: Path,
 ) -> None:
     with cluster(tmp_path, stale_seconds=STALE_SECONDS) as lab:
-        pids = [replica.proc.pid for replica in lab.replicas if replica.proc is not None]
+        pids = lab.running()
         good = lab.issuer.mint(["web_search"], sub="good")
         revoked = lab.issuer.mint_cli(["web_search"], sub="revoked-before")
         jti, exp = jti_and_exp(revoked)
@@ -178,7 +178,7 @@ def test_redis_outage_keeps_known_revocations_then_fails_closed_and_recovers(
         done = lab.issuer.cli("token", "revoke", late)
         assert done.returncode == 0, done.stderr
         asyncio.run(on_every_replica(lab.urls, late, refused=True, timeout=PROPAGATION_SECONDS))
-        assert [replica.proc.pid for replica in lab.replicas if replica.proc] == pids
+        assert lab.running() == pids
         print(
             f"\nRedis stopped (MCP_REVOCATION_STALE_SECONDS={STALE_SECONDS:g}): last accepted call "
             f"ended {last_ok - down:.2f} s after, first 503 revocation_unavailable at "

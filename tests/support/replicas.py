@@ -191,6 +191,10 @@ class Cluster:
     def urls(self) -> list[str]:
         return [replica.base for replica in self.replicas]
 
+    def running(self) -> list[int]:
+        """The pids of the replicas still running: unchanged pids mean no replica restarted."""
+        return [r.proc.pid for r in self.replicas if r.proc is not None and r.proc.poll() is None]
+
     def operator(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """`mcp-warden ARGS` with the replicas' settings (master key, store, Redis)."""
         return run_cli(args, self.env, input=input)
