@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.common import Figure
 
-MODULES = ("credentials", "tokens", "revocation", "upstream", "server")
+MODULES = ("credentials", "tokens", "revocation", "upstream", "server", "replicas")
 
 
 def render(figures: list[Figure], command: str) -> str:

@@ -21,6 +21,7 @@ class RedisServer:
     binary: str
     port: int
     workdir: Path
+    persistent: bool = False  # appendonly yes in workdir: a restart keeps the data
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -38,7 +39,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
                 "--dir",
                 str(self.workdir),
                 "--protected-mode",
