@@ -21,6 +21,15 @@ def test_defaults_follow_design() -> None:
     assert s.encryption_key is None
 
 
+def test_jwks_timings() -> None:
+    assert (
+        Settings.from_env({}).jwks_refresh_seconds,
+        Settings.from_env({}).jwks_max_age_seconds,
+    ) == (1.0, 60.0)
+    s = Settings.from_env({"MCP_JWKS_REFRESH_SECONDS": "0.5", "MCP_JWKS_MAX_AGE_SECONDS": "10"})
+    assert (s.jwks_refresh_seconds, s.jwks_max_age_seconds) == (0.5, 10.0)
+
+
 def test_jwks_defaults_to_keys_dir() -> None:
     assert Settings.from_env({"MCP_KEYS_DIR": "/srv/k"}).jwks == "/srv/k/jwks.json"
 
@@ -38,6 +47,7 @@ def test_secrets_not_in_repr() -> None:
         ("MCP_TOKEN_MAX_TTL", "0"),
         ("SCAVIO_PROFILE", "v3"),
         ("MCP_REVOCATION_STALE_SECONDS", "-1"),
+        ("MCP_JWKS_MAX_AGE_SECONDS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

@@ -38,6 +38,7 @@ class Settings:
     token_max_ttl: int = 86_400
     token_leeway: int = 30
     jwks_refresh_seconds: float = 1.0
+    jwks_max_age_seconds: float = 60.0  # MCP_JWKS_MAX_AGE_SECONDS: an https JWKS is refetched
     revocation_url: str = "sqlite:///./revocations.db"
     revocation_refresh_seconds: float = 0.5
     revocation_stale_seconds: float = 30.0
@@ -80,6 +81,7 @@ class Settings:
             token_max_ttl=_int(env, "MCP_TOKEN_MAX_TTL", 86_400, minimum=1),
             token_leeway=_int(env, "MCP_TOKEN_LEEWAY", 30, minimum=0),
             jwks_refresh_seconds=_float(env, "MCP_JWKS_REFRESH_SECONDS", 1.0),
+            jwks_max_age_seconds=_float(env, "MCP_JWKS_MAX_AGE_SECONDS", 60.0),
             revocation_url=get("MCP_REVOCATION_URL") or "sqlite:///./revocations.db",
             revocation_refresh_seconds=_float(env, "MCP_REVOCATION_REFRESH_SECONDS", 0.5),
             revocation_stale_seconds=_float(env, "MCP_REVOCATION_STALE_SECONDS", 30.0),

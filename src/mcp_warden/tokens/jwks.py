@@ -310,8 +310,14 @@ def _read_capped(path: Path) -> bytes:
     return data
 
 
-def open_jwks(location: str, *, refresh_seconds: float = 1.0) -> FileJwks | UrlJwks:
-    """A JWKS source for MCP_JWKS: an https URL or a file path."""
+def open_jwks(
+    location: str, *, refresh_seconds: float = 1.0, max_age_seconds: float = URL_MAX_AGE_SECONDS
+) -> FileJwks | UrlJwks:
+    """A JWKS source for MCP_JWKS: an https URL or a file path.
+
+    `max_age_seconds` bounds how long a URL source keeps serving a key the
+    issuer has retired; a file is re-checked every `refresh_seconds`.
+    """
     if "://" in location:
-        return UrlJwks(location, cooldown=refresh_seconds)
+        return UrlJwks(location, max_age=max_age_seconds, cooldown=refresh_seconds)
     return FileJwks(Path(location), refresh_seconds=refresh_seconds)

@@ -106,7 +106,11 @@ class Verifier:
     def from_settings(cls, settings: Settings, denylist: Denylist) -> Verifier:
         """A verifier for MCP_JWKS, MCP_TOKEN_ISSUER, MCP_TOKEN_AUDIENCE and their limits."""
         return cls(
-            open_jwks(settings.jwks, refresh_seconds=settings.jwks_refresh_seconds),
+            open_jwks(
+                settings.jwks,
+                refresh_seconds=settings.jwks_refresh_seconds,
+                max_age_seconds=settings.jwks_max_age_seconds,
+            ),
             issuer=settings.token_issuer,
             audience=settings.token_audience,
             denylist=denylist,
