@@ -9,6 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
+class Unavailable(Exception):
+    """A benchmark cannot run on this machine (the message says what to install)."""
+
+
 @dataclass(frozen=True)
 class Figure:
     """One measured figure, with the baseline it is compared against (same run)."""

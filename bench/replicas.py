@@ -18,10 +18,11 @@ gains here, not what separate hosts would give.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from pathlib import Path
 
-from bench.common import Figure
+from bench.common import Figure, Unavailable
 from tests.support.replicas import Balancer, Call, cluster, drive, figures, load_seconds
 
 SECTION = "replicas: 16 clients, tools/call web_search through a round-robin balancer"
@@ -40,6 +41,8 @@ async def _load(bases: list[str], tokens: list[tuple[str, str]], seconds: float)
 
 
 def run() -> list[Figure]:
+    if shutil.which("redis-server") is None:
+        raise Unavailable("redis-server is not installed (apt-get install redis-server)")
     per_round = load_seconds(30.0) / ROUNDS
     with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as lab:
         tokens = [
