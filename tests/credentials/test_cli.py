@@ -165,7 +165,8 @@ def test_no_secret_in_any_output_or_file(tmp_path: Path) -> None:
     run(["cred", "import-fernet", str(tutorial)], env)
     run(["cred", "get", "a"], new_env, code=1)  # wrong key
     run(["cred", "rekey"], env)
-    run(["cred", "get", "a"], env, code=1)  # now the old key is the wrong one
+    run(["cred", "get", "a"], cred_env(tmp_path, old), code=1)  # now the old key is wrong
+    assert run(["cred", "get", "a"], env).stdout == values["a"] + "\n"  # old + NEW: reads
     run(["cred", "delete", "c"], new_env)
     run(["cred", "set", "d"], cred_env(tmp_path, new[:-1] + "g"), "x", code=2)
     run(["cred", "rekey"], cred_env(tmp_path, new, MCP_NEW_ENCRYPTION_KEY="zz" * 32), code=2)

@@ -15,6 +15,7 @@ from filelock import FileLock
 
 from mcp_warden.config import Settings
 from mcp_warden.credentials import files
+from mcp_warden.credentials.auditlog import RotationLog
 from mcp_warden.credentials.envelope import Envelope, decrypt, encrypt
 from mcp_warden.credentials.errors import (
     CorruptStore,
@@ -25,6 +26,7 @@ from mcp_warden.credentials.errors import (
     RekeyPending,
     StoreBusy,
 )
+from mcp_warden.credentials.rekey import rekey
 from mcp_warden.credentials.store import CredentialStore, rekey_journal
 from mcp_warden.errors import ConfigError
 from tests.support.credentials import cred_env, new_key
@@ -328,3 +330,32 @@ def test_a_fernet_store_gets_the_import_hint(store: CredentialStore) -> None:
     store.path.write_text(json.dumps({"k": token}))
     with pytest.raises(InvalidEnvelope, match="import-fernet"):
         store.load("k")
+
+
+def test_next_key_lets_readers_cross_a_rekey_but_never_writes(tmp_path: Path, key: str) -> None:
+    """A server given MCP_NEW_ENCRYPTION_KEY reads the store before and after `cred rekey`."""
+    path = tmp_path / "mcp_credentials.enc"
+    new = new_key()
+    CredentialStore(path, bytes.fromhex(key)).set("api", "before")
+    both = CredentialStore.from_settings(
+        Settings.from_env(
+            {
+                "MCP_ENCRYPTION_KEY": key,
+                "MCP_NEW_ENCRYPTION_KEY": new,
+                "MCP_CREDENTIALS_FILE": str(path),
+            }
+        )
+    )
+    assert both.load("api") == "before"
+    rekey(path, bytes.fromhex(key), bytes.fromhex(new), RotationLog(tmp_path / "log", "t"))
+    assert both.load("api") == "before"  # now under the new key
+    assert CredentialStore(path, bytes.fromhex(new)).load("api") == "before"
+    with pytest.raises(DecryptionFailed, match="MCP_ENCRYPTION_KEY is not the key"):
+        CredentialStore(path, bytes.fromhex(key)).load("api")
+    # Writes use MCP_ENCRYPTION_KEY only: no old-key entry lands in a re-keyed store.
+    with pytest.raises(DecryptionFailed, match="nothing was written"):
+        both.set("other", "value")
+    assert set(raw(both)) == {"api"}
+    tamper(both, "api")
+    with pytest.raises(DecryptionFailed, match="neither MCP_ENCRYPTION_KEY nor MCP_NEW_"):
+        both.load("api")

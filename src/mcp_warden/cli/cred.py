@@ -187,7 +187,7 @@ def rekey_(ctx: click.Context) -> None:
     click.echo(
         f"{s.credentials_file}: {result.credentials} credentials and {result.previous} previous "
         f"values are under the new key{resumed}; now set MCP_ENCRYPTION_KEY to the new key "
-        "everywhere the store is read and restart those services"
+        "everywhere the store is read, unset MCP_NEW_ENCRYPTION_KEY, and restart those services"
     )
 
 

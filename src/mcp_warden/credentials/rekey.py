@@ -22,7 +22,9 @@ A crash at any moment leaves every file readable with the old key or with
 the new key. Re-running `mcp-warden cred rekey` with the same two keys finds
 the journal, recognises finished files by their opening under the new key,
 and completes the job; with a different new key it refuses and says so.
-Servers read with one key: restart them with the new key after the re-key.
+Servers that have MCP_NEW_ENCRYPTION_KEY beside MCP_ENCRYPTION_KEY read under
+either key (`CredentialStore.from_settings`), so they keep serving through a
+re-key; restart them afterwards with the new key alone.
 """
 
 from __future__ import annotations

@@ -67,17 +67,36 @@ class _Snapshot:
 class CredentialStore:
     """The encrypted credential file and its master key."""
 
-    def __init__(self, path: Path, key: bytes, *, lock_timeout: float = files.LOCK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: bytes,
+        *,
+        next_key: bytes | None = None,
+        lock_timeout: float = files.LOCK_TIMEOUT,
+    ) -> None:
+        """`next_key`: the key of a coming re-key; reads also open under it, writes never use it."""
         self.path = Path(path)
         self._path = os.fspath(self.path)
         self._aead = cipher(key)
+        self._next = cipher(next_key) if next_key is not None else None
         self._lock_timeout = lock_timeout
         self._snapshot: _Snapshot | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CredentialStore:
-        """The store of MCP_CREDENTIALS_FILE under MCP_ENCRYPTION_KEY (ConfigError if unset/bad)."""
-        return cls(settings.credentials_file, parse_key(settings.require_encryption_key()))
+        """The store of MCP_CREDENTIALS_FILE under MCP_ENCRYPTION_KEY (ConfigError if unset/bad).
+
+        When MCP_NEW_ENCRYPTION_KEY is set too, reads open entries under either
+        key, so servers given both keep answering while `cred rekey` runs and
+        after it, until they are restarted with the new key alone.
+        """
+        new = settings.new_encryption_key
+        return cls(
+            settings.credentials_file,
+            parse_key(settings.require_encryption_key()),
+            next_key=parse_key(new, "MCP_NEW_ENCRYPTION_KEY") if new is not None else None,
+        )
 
     # -- reading -------------------------------------------------------------
 
@@ -88,7 +107,7 @@ class CredentialStore:
         if envelope is None:
             envelope = envelope_of(self.path, name, snapshot.entries)
             snapshot.envelopes[name] = envelope
-        return open_entry(self.path, name, envelope, self._aead)
+        return open_entry(self.path, name, envelope, self._aead, self._next)
 
     def get(self, name: str) -> str:
         """Same as `load` (the operator's name for it)."""
@@ -241,14 +260,21 @@ def envelope_of(path: Path, name: str, entries: dict[str, object]) -> Envelope:
         raise InvalidEnvelope(f"credential {name!r} in {path}: {exc}") from None
 
 
-def open_entry(path: Path, name: str, envelope: Envelope, aead: AESGCM) -> str:
-    """Decrypt one entry to text, with errors that name the entry."""
+def open_entry(
+    path: Path, name: str, envelope: Envelope, aead: AESGCM, next_aead: AESGCM | None = None
+) -> str:
+    """Decrypt one entry to text (under `aead`, else `next_aead`), with errors naming it."""
     try:
-        plaintext = envelope.open(aead)
+        plaintext = _open_either(envelope, aead, next_aead)
     except DecryptionFailed:
+        wrong_key = (
+            "MCP_ENCRYPTION_KEY is not the key"
+            if next_aead is None
+            else "neither MCP_ENCRYPTION_KEY nor MCP_NEW_ENCRYPTION_KEY is the key"
+        )
         raise DecryptionFailed(
-            f"credential {name!r} in {path} did not authenticate: either MCP_ENCRYPTION_KEY is "
-            "not the key it was written with, or the entry was tampered with (AES-GCM cannot "
+            f"credential {name!r} in {path} did not authenticate: either {wrong_key} "
+            "it was written with, or the entry was tampered with (AES-GCM cannot "
             f"tell which); check the key, then `mcp-warden cred rollback {name}`, restore it "
             "from a backup or set it again"
         ) from None
@@ -259,3 +285,12 @@ def open_entry(path: Path, name: str, envelope: Envelope, aead: AESGCM) -> str:
             f"credential {name!r} in {path} decrypts to bytes that are not UTF-8 text; "
             f"set it again with `mcp-warden cred set {name}`"
         ) from None
+
+
+def _open_either(envelope: Envelope, aead: AESGCM, next_aead: AESGCM | None) -> bytes:
+    try:
+        return envelope.open(aead)
+    except DecryptionFailed:
+        if next_aead is None:
+            raise
+        return envelope.open(next_aead)
