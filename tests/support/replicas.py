@@ -418,15 +418,21 @@ class Balancer:
 
     Passive check: a call that gets no HTTP answer (connection refused or
     reset) ejects its replica at once. Active check: every `interval` seconds
-    GET /healthz on each replica; 200 puts it (back) in rotation, anything
-    else takes it out. With no replica up it routes over all of them (as
+    GET /healthz on each replica; 200 puts it (back) in rotation, and
+    `unhealthy_after` failed checks in a row take it out (like a real
+    balancer's unhealthy threshold: one slow probe on a busy CI machine is
+    not an outage). With no replica up it routes over all of them (as
     Envoy's panic mode does), so clients get the replicas' own answer.
     HTTP is stateless here: no stickiness, any replica takes any call.
     """
 
-    def __init__(self, bases: Sequence[str], *, interval: float = 0.25) -> None:
+    def __init__(
+        self, bases: Sequence[str], *, interval: float = 0.25, unhealthy_after: int = 2
+    ) -> None:
         self._bases = list(bases)
         self._interval = interval
+        self._unhealthy_after = unhealthy_after
+        self._failed_checks = [0] * len(self._bases)
         self._clients = [http_client(base) for base in self._bases]
         self.up = [True] * len(self._bases)
         self.events: list[tuple[float, int, str]] = []  # (time, replica, "out: why" / "in")
@@ -462,7 +468,11 @@ class Balancer:
         """One round of health checks."""
         answers = await asyncio.gather(*(self._healthy(c) for c in self._clients))
         for index, (healthy, why) in enumerate(answers):
-            self._set(index, healthy, "in" if healthy else f"out: {why}")
+            self._failed_checks[index] = 0 if healthy else self._failed_checks[index] + 1
+            if healthy:
+                self._set(index, True, "in")
+            elif self._failed_checks[index] >= self._unhealthy_after:
+                self._set(index, False, f"out: {why}")
 
     def ejected(self, index: int) -> list[float]:
         """When `index` was taken out of rotation."""
