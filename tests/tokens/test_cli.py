@@ -231,3 +231,17 @@ def test_revocation_seen_by_another_process_sqlite(env: dict[str, str], tmp_path
     other = mint(env, "--sub", "erin")
     ok(["token", "revoke", "--sub", "erin"], env)
     assert refused(["token", "verify", other], env, 1).startswith("mcp-warden: revoked:")
+
+
+def test_retire_takes_a_kid_that_begins_with_a_dash(tmp_path: Path, env: dict[str, str]) -> None:
+    """One kid in 64 begins with "-"; `keys retire KID` must not read it as options."""
+    keydir = KeyDir(tmp_path / "keys")
+    dashed = next(k for k in (keydir.new().kid for _ in range(2000)) if k.startswith("-"))
+    keydir.new()  # `dashed` is no longer the active key, so it can be retired
+    assert dashed in ok(["keys", "list"], env)
+    result = run_cli(["keys", "retire", dashed, "--force"], env)
+    assert result.returncode == 0, result.stderr
+    assert dashed not in ok(["keys", "list"], env)
+    assert dashed not in (tmp_path / "keys" / "jwks.json").read_text()
+    # Options still parse around it, and a dashed value that is not a kid is still refused.
+    assert run_cli(["keys", "retire", "--force", "-not-a-kid"], env).returncode == 2

@@ -20,7 +20,7 @@ from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.revocation import Denylist, open_denylist
-from mcp_warden.tokens.verifier import Verifier
+from mcp_warden.tokens.verifier import KID, Verifier
 
 
 def _iso(ts: int) -> str:
@@ -67,7 +67,22 @@ def keys_list(ctx: click.Context) -> None:
         click.echo(f"{info.kid:<43}  {_iso(info.created):<20}  {active:<6}  {retirable}")
 
 
-@keys.command("retire")
+class _KidCommand(click.Command):
+    """A command whose KID argument may begin with "-" (base64url), and is never an option.
+
+    One kid in 64 starts with "-"; click would read it as short options
+    (`keys retire -cQ...` -> "No such option '-c'"). An argument that is a
+    whole kid is moved after "--" before click parses the rest.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args:
+            kids = [a for a in args if KID.fullmatch(a)]
+            args = [a for a in args if not KID.fullmatch(a)] + ["--", *kids]
+        return super().parse_args(ctx, args)
+
+
+@keys.command("retire", cls=_KidCommand)
 @click.argument("kid")
 @click.option("--force", is_flag=True, help="Retire even while tokens it signed may be valid.")
 @click.pass_context
