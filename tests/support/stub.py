@@ -11,7 +11,6 @@ with stub_process(tmp_path, keys=[key]) as stub:
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mcp_warden.credentials.files import write_atomic
 from tests.support.procs import background, cli_env
 
 
@@ -33,11 +33,7 @@ def new_key() -> str:
 
 def write_keys(path: Path, keys: Sequence[str]) -> None:
     """Replace the keys file atomically, mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("".join(f"{key}\n" for key in keys))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(f"{key}\n" for key in keys).encode())
 
 
 class Stub:

@@ -30,6 +30,7 @@ from typing import Any
 import click
 import httpx
 
+from mcp_warden.credentials.files import write_atomic
 from mcp_warden.errors import WardenError
 from mcp_warden.stub_upstream import key_id
 
@@ -327,11 +328,7 @@ def _free_port() -> int:
 
 def _write_keys(path: Path, keys: list[str]) -> None:
     """The stub's accepted keys, replaced atomically, mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("".join(f"{key}\n" for key in keys))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(f"{key}\n" for key in keys).encode())
 
 
 def _jti(token: str) -> str:
