@@ -45,7 +45,8 @@ def test_new_key_files_and_modes(keydir: KeyDir) -> None:
     assert mode(keydir.path / "state.json") == 0o644
     key = load_pem_private_key(pem.read_bytes(), password=None)
     assert isinstance(key, Ed25519PrivateKey)
-    assert pem.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    # PKCS#8 PEM, unencrypted: the file is exactly what that encoding of the key gives.
+    assert pem.read_bytes() == key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     assert kid_of(key.public_key()) == info.kid
     jwks = json.loads((keydir.path / "jwks.json").read_text())
     assert jwks == {
