@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.store import CredentialStore
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.keys import KeyDir
+from tests.support.procs import free_port
 
 SECTION = "server over HTTP: tools/call web_search (stub upstream, raw JSON-RPC POSTs)"
 ROUNDS = 3
@@ -126,12 +126,6 @@ def _process(argv: list[str], env: dict[str, str], log: Path, ready: str) -> Ite
         proc.wait(15)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run() -> list[Figure]:
     api_key = "sk_bench_" + secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -168,7 +162,7 @@ def run() -> list[Figure]:
         urls = {}
         for index, (name, argv) in enumerate(commands.items()):
             log = root / f"server-{index}.log"
-            argv_port = [*argv, str(_free_port())]
+            argv_port = [*argv, str(free_port())]
             urls[name] = stack.enter_context(_process(argv_port, env, log, BANNER))
         token = mint(
             root / "keys",
