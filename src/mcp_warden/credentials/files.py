@@ -18,6 +18,7 @@ WARNING. Without logging configured, Python prints them as one line on stderr.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -141,6 +142,48 @@ def remove_stale_temps(path: Path) -> None:
         logger.warning("removing %s, left by an interrupted write", tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def open_private(path: Path, flags: int, *, what: str, mode: int = 0o600) -> int:
+    """Open `path` (a secret or an audit file) without following a link; a descriptor.
+
+    `flags` are os.open flags (O_CREAT creates the file with `mode`). What is
+    opened must be a regular file owned by this user: a symbolic link, a FIFO,
+    a device or another user's file is refused with a ConfigError that names
+    `what` ("the rotation log") and the fix, so a planted link cannot redirect
+    an append, a truncation or a chmod. A file readable by group or others is
+    kept but warned about (`warn_if_exposed`).
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(
+                f"{what} {path} is a symbolic link; mcp-warden does not follow links to its "
+                "files: point the setting at the real file or remove the link"
+            ) from None
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader
+            raise ConfigError(f"{what} {path} is not a regular file; fix the path") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        _check_own_regular_file(path, st, what)
+        os.set_blocking(fd, True)
+        warn_if_exposed(path, st)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_own_regular_file(path: Path, st: os.stat_result, what: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{what} {path} is not a regular file; fix the path")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(
+            f"{what} {path} belongs to another user (uid {st.st_uid}); run mcp-warden as "
+            "that file's owner, or move the file aside"
+        )
 
 
 def warn_if_exposed(path: Path, st: os.stat_result) -> None:
