@@ -20,8 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "node"
-SHARED = REPO.parent / "shared"
-VECTORS = SHARED / "vectors"
+VECTORS = REPO / "tests" / "vectors"
 
 
 def free_port() -> int:
@@ -108,9 +107,7 @@ def run_node(
 
 
 def vectors_dir() -> Path:
-    """../shared/vectors, or skip with the reason (CI has it)."""
-    if not VECTORS.is_dir():
-        pytest.skip(f"published test vectors not found at {VECTORS} (they live in ../shared)")
+    """The published test vectors (values only) kept in the repo: tests/vectors, see SOURCE.md."""
     return VECTORS
 
 

@@ -122,7 +122,7 @@ def test_wycheproof_ed25519_vectors() -> None:
             accepted = ed25519_verify(key, bytes.fromhex(test["sig"]), bytes.fromhex(test["msg"]))
             seen[test["result"]] += 1
             if accepted != (test["result"] == "valid"):
-                wrong.append((test["tcId"], test["result"], test["comment"]))
+                wrong.append((test["tcId"], test["result"]))
     assert wrong == []
     assert seen == {"valid": 88, "invalid": 63}
     assert doc["numberOfTests"] == 151
