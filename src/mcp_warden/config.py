@@ -23,7 +23,8 @@ SCAVIO_PROFILES: tuple[ScavioProfile, ...] = ("scavio-v2", "tutorial")
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration. Secret-bearing fields are excluded from repr."""
+    """Resolved configuration. Secret-bearing fields (and URLs, which may hold a password or
+    a query token) are excluded from repr."""
 
     encryption_key: str | None = field(default=None, repr=False)
     new_encryption_key: str | None = field(default=None, repr=False)
@@ -32,18 +33,18 @@ class Settings:
     rotation_log: Path = Path("rotation_log.jsonl")
     rotation_max_age_days: int = 30
     keys_dir: Path = Path("keys")
-    jwks: str = "keys/jwks.json"
+    jwks: str = field(default="keys/jwks.json", repr=False)
     token_issuer: str = "mcp-warden"  # noqa: S105  (a name, not a secret)
     token_audience: str = "http://127.0.0.1:8000/mcp"  # noqa: S105
     token_max_ttl: int = 86_400
     token_leeway: int = 30
     jwks_refresh_seconds: float = 1.0
     jwks_max_age_seconds: float = 60.0  # MCP_JWKS_MAX_AGE_SECONDS: an https JWKS is refetched
-    revocation_url: str = "sqlite:///./revocations.db"
+    revocation_url: str = field(default="sqlite:///./revocations.db", repr=False)
     revocation_refresh_seconds: float = 0.5
     revocation_stale_seconds: float = 30.0
     token: str | None = field(default=None, repr=False)
-    scavio_base_url: str = "https://api.scavio.dev"
+    scavio_base_url: str = field(default="https://api.scavio.dev", repr=False)
     scavio_profile: ScavioProfile = "scavio-v2"
     scavio_credential: str = "scavio_api_key"
     scavio_timeout: float = 15.0  # SCAVIO_TIMEOUT_SECONDS: per upstream attempt (serve)

@@ -26,7 +26,9 @@ Control endpoints for tests (no auth; the stub only ever binds 127.0.0.1):
                         fields: status (400 401 402 403 404 429 500 502 503 504),
                         times (default: until reset), retry_after (seconds or an
                         HTTP date), rate_limit_reset, delay (seconds, <= 60),
-                        bad_json, bad_shape, error (the error text to send)
+                        bad_json, bad_shape, error (the error text to send),
+                        echo_key (put the key it was sent in that text, as a
+                        careless upstream does: exact, upper, partial, split)
     POST /_stub/reset   clear the mode, the counters and the request log
 
 Run it with `python -m mcp_warden.stub_upstream --port 0 --keys-file F`: the
@@ -73,8 +75,10 @@ _MODE_FIELDS = frozenset(
         "bad_json",
         "bad_shape",
         "error",
+        "echo_key",
     }
 )
+ECHOES = ("exact", "upper", "partial", "split")
 
 
 class BadInput(Exception):
@@ -141,6 +145,7 @@ class Mode:
     bad_json: bool = False
     bad_shape: bool = False
     error: str | None = None
+    echo_key: str | None = None
 
     @classmethod
     def parse(cls, data: object) -> Mode:
@@ -158,9 +163,12 @@ class Mode:
             bad_json=bool(_optional(data, "bad_json", bool)),
             bad_shape=bool(_optional(data, "bad_shape", bool)),
             error=_optional(data, "error", str),
+            echo_key=_optional(data, "echo_key", str),
         )
         if mode.status is not None and mode.status not in FAIL_STATUSES:
             raise BadInput(f"status must be one of {sorted(FAIL_STATUSES)}")
+        if mode.echo_key is not None and (mode.echo_key not in ECHOES or mode.status is None):
+            raise BadInput(f"echo_key must be one of {', '.join(ECHOES)}, with a status")
         if mode.times is not None and mode.times < 1:
             raise BadInput("times must be at least 1")
         if not 0.0 <= mode.delay <= 60.0:
@@ -171,7 +179,7 @@ class Mode:
             raise BadInput("the mode changes nothing: give status, delay, bad_json or bad_shape")
         return mode
 
-    def failure(self) -> Response | None:
+    def failure(self, presented: str | None) -> Response | None:
         """The response that replaces the normal answer, if any (a delay alone has none)."""
         if self.status is not None:
             headers = {}
@@ -180,12 +188,27 @@ class Mode:
             if self.rate_limit_reset is not None:
                 headers["X-RateLimit-Reset"] = _header_number(self.rate_limit_reset)
             message = self.error or f"stub failure mode: HTTP {self.status}"
+            if self.echo_key is not None:
+                message += f" (key sent: {echo(presented or '', self.echo_key)})"
             return JSONResponse({"error": message}, self.status, headers=headers)
         if self.bad_json:
             return Response(b'{"organic_results": [', media_type="application/json")
         if self.bad_shape:
             return JSONResponse({"unexpected": True})
         return None
+
+
+def echo(key: str, how: str) -> str:
+    """The key as a careless upstream might quote it back."""
+    if how == "upper":
+        return key.upper()
+    if how == "partial":  # its middle third, as in "key ...abcd1234efgh... is invalid"
+        third = len(key) // 3
+        return f"...{key[third : 2 * third]}..."
+    if how == "split":  # cut in two across a line, the second half upper-cased
+        half = len(key) // 2
+        return f"{key[:half]}\n{key[half:].upper()}"
+    return key
 
 
 class StubState:
@@ -271,7 +294,7 @@ async def _answer(
     if mode is not None:
         if mode.delay:
             await asyncio.sleep(mode.delay)
-        failure = mode.failure()
+        failure = mode.failure(presented)
         if failure is not None:
             return failure
     if presented is None or presented not in state.keys:

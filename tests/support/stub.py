@@ -31,6 +31,13 @@ def new_key() -> str:
     return "sk_test_" + secrets.token_urlsafe(24)
 
 
+def key_runs(text: str, key: str, run: int = 8) -> list[str]:
+    """Every run of `run` characters of `key` that `text` holds, in any case (none: [])."""
+    folded, wanted = text.casefold(), key.casefold()
+    pieces = {wanted[i : i + run] for i in range(len(wanted) - run + 1)}
+    return sorted(piece for piece in pieces if piece in folded)
+
+
 def write_keys(path: Path, keys: Sequence[str]) -> None:
     """Replace the keys file atomically, mode 0600."""
     write_atomic(path, "".join(f"{key}\n" for key in keys).encode())

@@ -24,6 +24,7 @@ from mcp_warden.tokens.jwks import (
 )
 from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.verifier import Verifier
+from tests.support.procs import cli_env, free_port, run_cli
 from tests.support.tokens import AUDIENCE, ISSUER, NOW, Clock, forge
 
 from .conftest import StubServer
@@ -238,6 +239,51 @@ class TestUrl:
             assert info.value.reason == "unknown_key"
         finally:
             verifier.close()
+
+    def test_a_failed_fetch_never_prints_the_urls_password_or_query(
+        self, jwks_server: StubServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="mcp_warden")
+        clock = Clock()
+        port = jwks_server.server_address[1]
+        url = f"https://jwksUser7:Pa55w0rd@127.0.0.1:{port}/jwks.json?token=T0kenValue#Frag"
+        jwks_server.body = jwks_bytes(Ed25519PrivateKey.generate())
+        source = UrlJwks(url, ssl_context=jwks_server.client_context(), monotonic=clock.monotonic)
+        try:
+            jwks_server.status = 500
+            clock.mono += 61.0
+            assert len(source.current()) == 1  # the last good set, and a warning
+        finally:
+            source.close()
+        with pytest.raises(ConfigError) as failed:  # the first fetch fails: an error
+            UrlJwks(url)  # the default trust store does not know the test CA
+        shown = f"https://127.0.0.1:{port}/jwks.json"
+        assert str(failed.value) == (
+            f"cannot fetch a JWKS from {shown}; check MCP_JWKS and the issuer"
+        )
+        warnings = [r.getMessage() for r in caplog.records]
+        kept = f"JWKS {shown} not fetched, keeping the last good set: "
+        assert warnings[0] == f"{kept}HTTP status 500"
+        assert warnings[1].startswith(kept)
+        for text in [str(failed.value), *warnings]:
+            for secret in ("jwksUser7", "Pa55w0rd", "T0kenValue", "Frag"):
+                assert secret not in text
+
+    def test_a_url_whose_password_breaks_the_address_is_refused_unprinted(self) -> None:
+        with pytest.raises(ConfigError) as failed:
+            UrlJwks("https://issuer:pa/55?w@jwks.example/jwks.json")
+        assert str(failed.value).startswith("MCP_JWKS (a URL that does not parse) is not a valid")
+        assert "55" not in str(failed.value)
+
+    def test_the_cli_prints_an_unreachable_jwks_url_without_its_secrets(
+        self, tmp_path: Path
+    ) -> None:
+        url = f"https://jwksUser7:Pa55w0rd@127.0.0.1:{free_port()}/jwks.json?token=T0kenValue"
+        done = run_cli(["token", "verify", "x.y.z"], cli_env(MCP_JWKS=url))
+        assert done.returncode == 2, done.stderr
+        assert "cannot fetch a JWKS from https://127.0.0.1:" in done.stderr
+        for secret in ("jwksUser7", "Pa55w0rd", "T0kenValue"):
+            assert secret not in done.stderr
 
     def test_from_settings_picks_the_source(self, tmp_path: Path) -> None:
         path = tmp_path / "jwks.json"

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from mcp_warden.errors import ConfigError
-from mcp_warden.tokens.jwks import parse_jwks
+from mcp_warden.tokens.jwks import parse_jwks, public_jwk
 from mcp_warden.tokens.jws import b64url_encode
 from mcp_warden.tokens.keys import KeyDir, KeysError, kid_of
+from tests.support.procs import cli_env, run_cli
 from tests.support.tokens import NOW, Clock
 
 
@@ -171,3 +172,85 @@ def test_two_active_keys_are_refused(keydir: KeyDir) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(KeysError, match="more than one active"):
         keydir.live_keys()
+
+
+# -- a state file edited to publish someone else's key (through the real CLI) ------
+
+
+def plant(keys_dir: Path, key: Ed25519PrivateKey, *, active: bool) -> str:
+    """Add `key`'s public half to state.json as an attacker with write access to it would."""
+    path = keys_dir / "state.json"
+    doc = json.loads(path.read_text())
+    jwk = public_jwk(key.public_key())
+    if active:  # take over signing: the real active key marked as stopped
+        for entry in doc["keys"]:
+            entry["stopped_signing"] = entry["stopped_signing"] or NOW
+    entry = {"kid": jwk["kid"], "x": jwk["x"], "created": NOW, "stopped_signing": None}
+    doc["keys"].append(entry if active else {**entry, "stopped_signing": NOW})
+    path.write_text(json.dumps(doc))
+    return jwk["kid"]
+
+
+@pytest.fixture
+def keys_env(tmp_path: Path) -> dict[str, str]:
+    return cli_env(MCP_KEYS_DIR=str(tmp_path / "keys"))
+
+
+@pytest.mark.parametrize("active", [False, True], ids=["published", "made_active"])
+def test_keys_new_refuses_a_planted_public_key_and_leaves_the_jwks_unchanged(
+    tmp_path: Path, keys_env: dict[str, str], active: bool
+) -> None:
+    keys_dir = tmp_path / "keys"
+    assert run_cli(["keys", "new"], keys_env).returncode == 0
+    published = (keys_dir / "jwks.json").read_bytes()
+    planted = plant(keys_dir, Ed25519PrivateKey.generate(), active=active)
+    done = run_cli(["keys", "new"], keys_env)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (
+        f"mcp-warden: {keys_dir / 'state.json'} lists key {planted} but there is no private "
+        f"key {keys_dir / planted}.pem, so `mcp-warden keys` did not make it and will not "
+        f"publish it; restore {keys_dir / 'state.json'} from a backup or delete that entry, "
+        "then run the command again"
+    )
+    assert (keys_dir / "jwks.json").read_bytes() == published
+    assert planted not in (keys_dir / "jwks.json").read_text()
+    assert len(list(keys_dir.glob("*.pem"))) == 1  # no new key was made either
+
+
+def test_keys_retire_refuses_to_republish_a_planted_key(
+    tmp_path: Path, keys_env: dict[str, str]
+) -> None:
+    keys_dir = tmp_path / "keys"
+    first = run_cli(["keys", "new"], keys_env).stdout.strip()
+    assert run_cli(["keys", "new"], keys_env).returncode == 0
+    published = (keys_dir / "jwks.json").read_bytes()
+    planted = plant(keys_dir, Ed25519PrivateKey.generate(), active=False)
+    done = run_cli(["keys", "retire", first, "--force"], keys_env)
+    assert done.returncode == 1
+    assert f"lists key {planted} but there is no private key" in done.stderr
+    assert (keys_dir / "jwks.json").read_bytes() == published
+    assert (keys_dir / f"{first}.pem").exists()  # nothing was retired
+
+
+def test_keys_new_refuses_a_state_entry_whose_pem_holds_another_key(keydir: KeyDir) -> None:
+    keydir.new()
+    planted = plant(keydir.path, Ed25519PrivateKey.generate(), active=False)
+    ours = (keydir.path / f"{keydir.live_keys()[0].kid}.pem").read_bytes()
+    pem = keydir.path / f"{planted}.pem"
+    pem.write_bytes(ours)
+    pem.chmod(0o600)
+    with pytest.raises(KeysError, match=f"{pem} holds another key"):
+        keydir.new()
+
+
+def test_keys_new_works_again_once_the_planted_entry_is_gone(
+    tmp_path: Path, keys_env: dict[str, str]
+) -> None:
+    keys_dir = tmp_path / "keys"
+    assert run_cli(["keys", "new"], keys_env).returncode == 0
+    state = (keys_dir / "state.json").read_text()
+    plant(keys_dir, Ed25519PrivateKey.generate(), active=False)
+    assert run_cli(["keys", "new"], keys_env).returncode == 1
+    (keys_dir / "state.json").write_text(state)  # the operator restores it
+    assert run_cli(["keys", "new"], keys_env).returncode == 0
+    assert len(parse_jwks((keys_dir / "jwks.json").read_bytes())) == 2

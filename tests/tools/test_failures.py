@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,8 +14,9 @@ import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_warden.server.tools.scavio import ScavioClient, ScavioError
+from mcp_warden.stub_upstream import ECHOES
 from tests.support.procs import free_port
-from tests.support.stub import Stub
+from tests.support.stub import Stub, key_runs
 from tests.tools.fakes import Sleeps
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +29,7 @@ FAILURES: list[tuple[dict[str, Any], str, str, int]] = [
     (
         {"status": 400, "error": "unsupported operator in query"},
         "invalid_request",
-        "Scavio refused the request as invalid (HTTP 400): unsupported operator in query",
+        "Scavio refused the request as invalid (HTTP 400); check the arguments",
         1,
     ),
     ({"status": 401}, "rejected", f"the stored Scavio key was rejected (HTTP 401); {ROTATE}", 1),
@@ -208,26 +210,72 @@ async def test_unreachable_upstream(sleeps: Sleeps, api_key: str) -> None:
     assert len(sleeps.waits) == 2
 
 
-async def test_a_400_reason_never_echoes_the_key_or_the_query(
-    make_client: Callable[..., ScavioClient], stub: Stub, api_key: str
+ECHO_STATUSES: list[dict[str, Any]] = [
+    {"status": 400, "times": 1},
+    {"status": 401, "times": 1},
+    {"status": 402, "times": 1},
+    {"status": 403, "times": 1},
+    {"status": 404, "times": 1},
+    {"status": 429, "times": 3, "retry_after": 0},
+    {"status": 503, "times": 3, "retry_after": 0},
+]
+
+
+ECHO_CASES = [(mode, echo) for mode in ECHO_STATUSES for echo in ECHOES]
+
+
+@pytest.mark.parametrize("case", ECHO_CASES, ids=[f"{m['status']}-{e}" for m, e in ECHO_CASES])
+async def test_an_echoed_key_never_reaches_the_client_and_is_masked_in_the_server_log(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    api_key: str,
+    caplog: pytest.LogCaptureFixture,
+    case: tuple[dict[str, Any], str],
 ) -> None:
-    stub.mode(status=400, times=1, error=f"bad key {api_key} for query '{QUERY.upper()}'\nline2")
+    mode, echo = case
+    caplog.set_level(logging.WARNING, logger="mcp_warden")
+    stub.mode(**mode, echo_key=echo, error=f"upstream says no to '{QUERY.upper()}'")
     async with make_client() as client:
         with pytest.raises(ScavioError) as failed:
             await client.search(QUERY)
-    text = str(failed.value)
-    assert text == (
-        "Scavio refused the request as invalid (HTTP 400): "
-        "bad key [redacted] for query '[redacted]' line2"
-    )
+    client_text = str(failed.value)
+    assert key_runs(client_text, api_key) == []
+    assert "upstream says no" not in client_text  # a fixed reason, never the upstream's text
+    assert f"HTTP {mode['status']}" in client_text
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("mcp_warden")]
+    assert len(logged) == 1, logged  # one line per failed call, also after retries
+    assert f"Scavio answered HTTP {mode['status']} to POST /api/v2/google" in logged[0]
+    assert "upstream says no to '[redacted]' (key sent: " in logged[0]
+    assert "[redacted]" in logged[0].partition("key sent: ")[2]
+    assert key_runs(logged[0], api_key) == []
+    assert "\n" not in logged[0]
 
 
-async def test_a_400_reason_is_cut_short(
-    make_client: Callable[..., ScavioClient], stub: Stub
+async def test_a_short_piece_of_the_key_is_not_a_run_and_may_be_logged(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    api_key: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    stub.mode(status=400, times=1, error="x" * 1000)
+    """Pieces under 8 characters say too little to be masked; 8 and more always are."""
+    caplog.set_level(logging.WARNING, logger="mcp_warden")
+    seven, eight = api_key[10:17], api_key[20:28].swapcase()
+    stub.mode(status=400, times=1, error=f"near {seven} and {eight}")
+    async with make_client() as client:
+        with pytest.raises(ScavioError):
+            await client.search(QUERY)
+    assert caplog.records[-1].getMessage().endswith(f"near {seven} and [redacted]")
+
+
+async def test_the_logged_upstream_reason_is_cut_short(
+    make_client: Callable[..., ScavioClient], stub: Stub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mcp_warden")
+    stub.mode(status=400, times=1, error="x" * 100_000)
     async with make_client() as client:
         with pytest.raises(ScavioError) as failed:
             await client.extract("https://example.org/")
-    assert str(failed.value).endswith("x...")
-    assert len(str(failed.value)) < 300
+    assert "xxx" not in str(failed.value)
+    logged = caplog.records[-1].getMessage()
+    assert logged.endswith("x...")
+    assert len(logged) < 300

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from mcp_warden.config import Settings
+from mcp_warden.credentials.errors import CredentialNotFound, DecryptionFailed
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.server.tools.scavio import (
     ApiKeyCheckError,
@@ -81,9 +83,8 @@ async def test_a_rotated_key_is_used_on_the_next_call(
         ),
         (
             ConfigError("MCP_ENCRYPTION_KEY is not set; create one with `mcp-warden keygen`"),
-            "the Scavio API key 'scavio_api_key' could not be loaded (MCP_ENCRYPTION_KEY is not "
-            "set; create one with `mcp-warden keygen`); store one with "
-            "`mcp-warden cred set scavio_api_key`",
+            "the upstream credential is not available on this server (no_credential); "
+            "the server log has the cause",
         ),
     ],
 )
@@ -100,6 +101,47 @@ async def test_a_missing_credential_is_a_clear_error(
     assert str(refused.value) == message
     assert refused.value.__cause__ is None
     assert refused.value.__suppress_context__
+    assert stub.calls() == 0
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        lambda path: CredentialNotFound(
+            f"no credential 'scavio_api_key' in {path}; list them with `mcp-warden cred list`"
+        ),
+        lambda path: DecryptionFailed(f"credential 'scavio_api_key' in {path} does not open"),
+        lambda path: PermissionError(13, "Permission denied", str(path)),
+    ],
+    ids=["not_found", "undecryptable", "unreadable"],
+)
+async def test_a_credential_error_shows_the_client_no_server_path_and_logs_it(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    failure: Callable[[Path], Exception],
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mcp_warden")
+    store = tmp_path / "secret-dir" / "mcp_credentials.enc"
+
+    def load() -> str:
+        raise failure(store)
+
+    async with make_client(load_key=load) as client:
+        with pytest.raises(ScavioError) as refused:
+            await client.usage()
+    assert refused.value.reason == "no_credential"
+    assert str(refused.value) == (
+        "the upstream credential is not available on this server (no_credential); "
+        "the server log has the cause"
+    )
+    assert str(tmp_path) not in str(refused.value)
+    assert "secret-dir" not in str(refused.value)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("mcp_warden")]
+    assert len(logged) == 1
+    assert logged[0].startswith("the Scavio API key 'scavio_api_key' could not be loaded: ")
+    assert str(store) in logged[0]
     assert stub.calls() == 0
 
 

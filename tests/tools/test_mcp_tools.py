@@ -7,15 +7,18 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from mcp_warden.credentials.envelope import parse_key
+from mcp_warden.credentials.store import CredentialStore
 from mcp_warden.server.tools import ToolSpec, add_tools, all_tools
 from mcp_warden.server.tools.scavio import ScavioClient
-from tests.support.stub import Stub
+from tests.support.stub import Stub, key_runs
 
 pytestmark = pytest.mark.anyio
 
@@ -118,6 +121,58 @@ async def test_an_upstream_failure_is_an_is_error_result_and_the_server_goes_on(
     assert "Tool 'web_search' failed" in caplog.text  # the SDK logged the failure...
     assert QUERY not in caplog.text
     assert api_key not in caplog.text
+
+
+@pytest.mark.parametrize("echo", ["upper", "partial", "split"])
+async def test_an_upstream_echo_of_the_key_never_reaches_the_mcp_client(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    api_key: str,
+    caplog: pytest.LogCaptureFixture,
+    echo: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with make_client() as scavio, Client(server_with(scavio)) as client:
+        stub.mode(status=400, times=1, echo_key=echo)
+        result = await client.call_tool("web_search", {"query": QUERY})
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text == (
+        "Error executing tool web_search: Scavio refused the request as invalid (HTTP 400); "
+        "check the arguments (Scavio's own reason is in the server log)"
+    )
+    assert key_runs(text, api_key) == []
+    assert "(key sent: " in caplog.text  # the server log has the upstream's words...
+    assert "[redacted]" in caplog.text  # ...masked
+    assert key_runs(caplog.text, api_key) == []
+
+
+async def test_a_credential_error_shows_the_mcp_client_no_server_path(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    store = tmp_path / "mcp_credentials.enc"
+    store.write_text("{}")
+    master = "00" * 32
+    credentials = CredentialStore(store, parse_key(master))
+
+    async with (
+        make_client(load_key=lambda: credentials.load("scavio_api_key")) as scavio,
+        Client(server_with(scavio)) as client,
+    ):
+        result = await client.call_tool("usage", {})
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text == (
+        "Error executing tool usage: the upstream credential is not available on this "
+        "server (no_credential); the server log has the cause"
+    )
+    assert str(tmp_path) not in text
+    assert f"no credential 'scavio_api_key' in {store}" in caplog.text
+    assert stub.calls() == 0
 
 
 async def test_a_guard_can_wrap_every_tool_and_keep_its_schema(

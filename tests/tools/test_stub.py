@@ -13,7 +13,7 @@ import pytest
 
 from mcp_warden.stub_upstream import StubServer, key_id
 from tests.support.procs import background, cli_env, free_port
-from tests.support.stub import new_key, stub_process, write_keys
+from tests.support.stub import key_runs, new_key, stub_process, write_keys
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,8 @@ def test_a_keys_file_made_readable_stops_counting(tmp_path: Path) -> None:
         ({"times": 2}, "the mode changes nothing"),
         ({"colour": "red"}, "unknown mode fields: colour"),
         ({"bad_json": 1}, "bad_json has the wrong type"),
+        ({"status": 400, "echo_key": "rot13"}, "echo_key must be one of"),
+        ({"delay": 1, "echo_key": "upper"}, "echo_key must be one of"),
     ],
 )
 def test_bad_modes_are_refused(fresh: StubServer, mode: dict[str, Any], message: str) -> None:
@@ -165,3 +167,27 @@ def test_the_tutorial_profile_answers_num_results(fresh: StubServer, thread_key:
         headers={"x-api-key": thread_key},
     )
     assert f"Results: {len(answer.json().get('results', []))}" == "Results: 5"
+
+
+@pytest.mark.parametrize(
+    ("how", "quoted"),
+    [
+        ("exact", lambda key: key),
+        ("upper", lambda key: key.upper()),
+        ("partial", lambda key: key[len(key) // 3 : 2 * (len(key) // 3)]),
+        ("split", lambda key: key[: len(key) // 2]),
+        ("split", lambda key: key[len(key) // 2 :].upper()),
+    ],
+)
+def test_echo_key_quotes_the_key_it_was_sent(
+    fresh: StubServer, thread_key: str, how: str, quoted: Any
+) -> None:
+    """The careless upstream the tools tests need: its error text holds the key, mangled."""
+    httpx.post(f"{fresh.url}/_stub/mode", json={"status": 400, "echo_key": how}).raise_for_status()
+    answer = httpx.get(f"{fresh.url}/api/v1/usage", headers={"x-api-key": thread_key})
+    error = answer.json()["error"]
+    assert answer.status_code == 400
+    assert quoted(thread_key) in error
+    assert key_runs(error, thread_key)
+    if how != "exact":
+        assert thread_key not in error  # an exact-match filter would miss it

@@ -28,6 +28,7 @@ from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.server.app import MCP_PATH, Runtime, http_app, stdio_server
 from mcp_warden.tokens.errors import TokenError
+from mcp_warden.urls import redacted
 
 GRACEFUL_SECONDS = 10
 BACKLOG = 1024
@@ -140,7 +141,7 @@ def warn_if_not_audience(audience: str, host: str, port: int) -> None:
         "MCP_TOKEN_AUDIENCE is %s but this server listens on %s:%d%s; tokens name the "
         "audience, so clients must use that URL (through a proxy or load balancer), or set "
         "MCP_TOKEN_AUDIENCE to the URL clients use",
-        audience,
+        redacted(audience),
         host,
         port,
         MCP_PATH,

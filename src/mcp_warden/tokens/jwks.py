@@ -33,6 +33,7 @@ from jwt.exceptions import PyJWTError
 
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.jws import MalformedError, b64url_decode, b64url_encode
+from mcp_warden.urls import redacted, scrub
 
 if TYPE_CHECKING:
     import httpx
@@ -232,7 +233,15 @@ class UrlJwks:
             raise ConfigError(f"MCP_JWKS URL must use https:// (got {url.split(':', 1)[0]}://)")
         import httpx  # noqa: PLC0415  (see the class docstring)
 
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL:  # raised outside HTTPError by every request: refuse it now
+            raise ConfigError(
+                f"MCP_JWKS {redacted(url)} is not a valid URL; percent-encode a user name or "
+                "password holding '/', '?', '#' or '@'"
+            ) from None
         self._url = url
+        self._shown = redacted(url)  # never print a password or a query token
         self._max_age = max_age
         self._cooldown = cooldown
         self._monotonic = monotonic
@@ -246,7 +255,9 @@ class UrlJwks:
         self._last_attempt = monotonic()
         if not self._fetch():
             self._client.close()
-            raise ConfigError(f"cannot fetch a JWKS from {url}; check MCP_JWKS and the issuer")
+            raise ConfigError(
+                f"cannot fetch a JWKS from {self._shown}; check MCP_JWKS and the issuer"
+            )
         self._fresh_until = self._last_attempt + max_age
 
     def current(self) -> KeySet:
@@ -286,7 +297,11 @@ class UrlJwks:
         try:
             self._keys = parse_jwks(self._download())
         except (httpx.HTTPError, JwksError) as exc:
-            log.warning("JWKS %s not fetched, keeping the last good set: %s", self._url, exc)
+            log.warning(
+                "JWKS %s not fetched, keeping the last good set: %s",
+                self._shown,
+                scrub(str(exc) or type(exc).__name__, self._url),
+            )
             return False
         return True
 

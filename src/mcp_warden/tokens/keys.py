@@ -7,9 +7,10 @@ Layout of the directory (created 0700 when we create it):
   thumbprint, alg EdDSA, use sig), written atomically, mode 0644: it is public.
 - `state.json`: kid, x, created and stopped-signing time of each live key and
   which one is active, written atomically, mode 0644: it holds nothing secret
-  (kids and x are in jwks.json anyway), and tampering with it could only
-  change which published key signs next or when `retire` stops refusing,
-  which the directory's own permissions guard.
+  (kids and x are in jwks.json anyway). It is not trusted to say what gets
+  published: `new` and `retire` republish a key only when its `<kid>.pem`
+  is here and holds that very key, so a public key added to an edited state
+  file is refused, never published at the next rotation.
 
 One key is active: it signs. `new` makes a fresh active key and keeps the old
 one published, so tokens it signed keep verifying. `retire` unpublishes a key
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -38,7 +40,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from mcp_warden.credentials.files import write_atomic
+from mcp_warden.credentials.files import open_private, write_atomic
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.tokens.jwks import JwksError, public_jwk, public_key_from_jwk
 
@@ -48,6 +50,7 @@ STATE_FILE = "state.json"
 JWKS_FILE = "jwks.json"
 LOCK_FILE = ".lock"
 STATE_VERSION = 1
+PEM_MAX_BYTES = 64 * 1024
 
 
 class KeysError(WardenError):
@@ -131,10 +134,12 @@ class KeyDir:
         pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         with self._locked():
             now = int(self._clock())
+            current = self._read_state()
+            self._check_made_here(current)
             _write_new(self.path / f"{jwk['kid']}.pem", pem, 0o600)
             keys = [
                 KeyInfo(k.kid, k.x, k.created, now if k.active else k.stopped_signing)
-                for k in self._read_state()
+                for k in current
             ]
             info = KeyInfo(jwk["kid"], jwk["x"], now, None)
             keys.append(info)
@@ -164,12 +169,50 @@ class KeyDir:
                     f"tokens signed by {kid} may be valid until {_iso(until)}; wait, or pass "
                     "--force to refuse them now"
                 )
-            self._publish([k for k in keys if k.kid != kid])
+            remaining = [k for k in keys if k.kid != kid]
+            self._check_made_here(remaining)
+            self._publish(remaining)
             with contextlib.suppress(FileNotFoundError):
                 (self.path / f"{kid}.pem").unlink()
         return info
 
     # -- files -------------------------------------------------------------
+
+    def _check_made_here(self, keys: list[KeyInfo]) -> None:
+        """Refuse to (re)publish a key whose private key this directory does not hold.
+
+        `keys new` writes `<kid>.pem` before the key is ever published, and
+        `retire` unpublishes before it deletes it, so every key we published
+        has its private key here: an entry without one came from somewhere else.
+        """
+        state = self.path / STATE_FILE
+        for info in keys:
+            problem = self._not_made_here(info.kid)
+            if problem is not None:
+                raise KeysError(
+                    f"{state} lists key {info.kid} but {problem}, so `mcp-warden keys` did not "
+                    f"make it and will not publish it; restore {state} from a backup or delete "
+                    "that entry, then run the command again"
+                )
+
+    def _not_made_here(self, kid: str) -> str | None:
+        """Why `kid` is not a key of this directory, or None: its private key is here and fits."""
+        pem_path = self.path / f"{kid}.pem"
+        try:
+            fd = open_private(pem_path, os.O_RDONLY, what="the signing key")
+        except FileNotFoundError:
+            return f"there is no private key {pem_path}"
+        except OSError as exc:
+            return f"{pem_path} cannot be read ({exc.strerror})"
+        with os.fdopen(fd, "rb") as f:
+            pem = f.read(PEM_MAX_BYTES)
+        try:
+            key = load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            return f"{pem_path} is not an unencrypted PKCS#8 PEM key"
+        if not isinstance(key, Ed25519PrivateKey) or kid_of(key.public_key()) != kid:
+            return f"{pem_path} holds another key"
+        return None
 
     def _ensure_dir(self) -> None:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)

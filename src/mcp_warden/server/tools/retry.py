@@ -43,12 +43,17 @@ TransientReason = Literal["rate_limited", "unavailable", "timeout", "unreachable
 
 @dataclass(eq=False)
 class Transient(Exception):
-    """A failure worth another attempt; `describe` words it once attempts run out."""
+    """A failure worth another attempt; `describe` words it once attempts run out.
+
+    `message` is fixed text for the client; `upstream_text` is what the upstream
+    said, already masked, for the server log only.
+    """
 
     reason: TransientReason
     message: str
     status: int | None = None
     retry_after: float | None = None
+    upstream_text: str | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -29,11 +29,18 @@ adds one read and parse of a small local file),
 lives in local variables only, and is never logged or put in a message:
 error messages name the failure and the remedy, never the key and never the
 caller's query or URL (the SDK logs tool-error messages).
+
+What a client sees of a failure is fixed text per upstream status, never the
+upstream's own words (an upstream may echo the key, upper-cased or in pieces)
+and never a server path (a credential store error names its file). The
+upstream's words and the local cause go to the server log instead, the key
+masked in any case and in any piece of 8 characters or more (`masking`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -50,6 +57,7 @@ from mcp_warden import __version__
 from mcp_warden.config import ScavioProfile, Settings
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.server.tools.base import ToolSpec
+from mcp_warden.server.tools.masking import mask_secret
 from mcp_warden.server.tools.retry import (
     Sleep,
     Transient,
@@ -57,6 +65,9 @@ from mcp_warden.server.tools.retry import (
     retry_after_seconds,
     retrying,
 )
+from mcp_warden.urls import redacted
+
+log = logging.getLogger("mcp_warden.server.tools.scavio")
 
 QUERY_MAX = 500
 NUM_RESULTS_MAX = 10
@@ -79,6 +90,11 @@ _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,4})?")
 _KEY = re.compile(r"[\x21-\x7e]{1,4096}")  # printable ASCII, no spaces: safe in a header
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _REASON_MAX = 200
+_UPSTREAM_TEXT_READ = 2000  # characters of an upstream error read before masking
+UNAVAILABLE = (
+    "the upstream credential is not available on this server (no_credential); "
+    "the server log has the cause"
+)
 
 
 class InvalidArgument(ToolError):
@@ -341,6 +357,8 @@ class ScavioClient:
             response: httpx.Response = await policy(self._attempt, method, path, body, hidden)
         except Transient as failure:
             attempts = int(policy.statistics.get("attempt_number", 1))
+            if failure.upstream_text is not None:
+                _log_upstream(method, path, failure.status, failure.upstream_text)
             raise ScavioError(failure.reason, failure.describe(attempts), failure.status) from None
         return _json_object(response)
 
@@ -369,12 +387,14 @@ class ScavioClient:
         status = response.status_code
         if 200 <= status < 300:
             return response
+        said = _upstream_text(response, key, sensitive)  # for the server log only
         if status == 429:
             raise Transient(
                 "rate_limited",
                 "Scavio's rate limit was reached (HTTP 429)",
                 status,
                 retry_after_seconds(response.headers),
+                said,
             )
         if status in (500, 502, 503, 504):
             raise Transient(
@@ -382,15 +402,21 @@ class ScavioClient:
                 f"Scavio is unavailable (HTTP {status})",
                 status,
                 retry_after_seconds(response.headers),
+                said,
             )
-        raise self._refusal(response, path, (key, *sensitive))
+        _log_upstream(method, path, status, said)
+        raise self._refusal(status, path)
 
-    def _refusal(self, response: httpx.Response, path: str, hidden: tuple[str, ...]) -> ScavioError:
-        status, name = response.status_code, self.credential_name
+    def _refusal(self, status: int, path: str) -> ScavioError:
+        """The client's fixed text for a status that is not retried (never the upstream's)."""
+        name = self.credential_name
         if status == 400:
-            reason = _upstream_reason(response, hidden)
-            message = f"Scavio refused the request as invalid (HTTP 400): {reason}"
-            return ScavioError("invalid_request", message, 400)
+            return ScavioError(
+                "invalid_request",
+                "Scavio refused the request as invalid (HTTP 400); check the arguments "
+                "(Scavio's own reason is in the server log)",
+                400,
+            )
         if status in (401, 403):
             return ScavioError(
                 "rejected",
@@ -424,10 +450,14 @@ class ScavioClient:
             raise ScavioError(
                 "no_credential", f"no Scavio API key is stored as {name!r}; {hint}"
             ) from None
-        except WardenError as exc:
-            raise ScavioError(
-                "no_credential", f"the Scavio API key {name!r} could not be loaded ({exc}); {hint}"
-            ) from None
+        except Exception as exc:  # any cause: the client gets the reason, the log the cause
+            # the cause names server files (the store, its key): the log gets it, not the client
+            log.warning(
+                "the Scavio API key %r could not be loaded: %s",
+                name,
+                str(exc) or type(exc).__name__,
+            )
+            raise ScavioError("no_credential", UNAVAILABLE) from None
         key = clean_key(raw)
         if key is None:
             raise ScavioError(
@@ -516,8 +546,13 @@ def _check_base_url(base_url: str) -> str:
         raise ConfigError("SCAVIO_BASE_URL is not a valid URL") from None
     if url.userinfo:  # checked first: never echo a URL that holds a password
         raise ConfigError("SCAVIO_BASE_URL must not contain a user name or password")
+    if url.query or url.fragment or "?" in base_url or "#" in base_url:
+        raise ConfigError(
+            "SCAVIO_BASE_URL must not contain a query or fragment (the key goes in a header); "
+            f"use {redacted(base_url)}"
+        )
     if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"SCAVIO_BASE_URL={base_url!r} is not an http(s) URL")
+        raise ConfigError(f"SCAVIO_BASE_URL={redacted(base_url)!r} is not an http(s) URL")
     if url.scheme == "http" and url.host not in _LOCAL_HOSTS:
         raise ConfigError(
             "SCAVIO_BASE_URL must use https; plain http is allowed only for 127.0.0.1 or "
@@ -598,10 +633,11 @@ def _hit(item: object, index: int, profile: Profile) -> SearchHit:
     return {"position": position, "title": title or "", "url": url, "snippet": snippet or ""}
 
 
-def _upstream_reason(response: httpx.Response, hidden: tuple[str, ...]) -> str:
-    """The upstream's own short reason, on one line, with the key and caller text masked.
+def _upstream_text(response: httpx.Response, key: str, caller_text: Iterable[str]) -> str:
+    """The upstream's own reason on one line, for the server log: key and caller text masked.
 
-    `hidden` is the key, then the caller's text (masked as whole words, case-blind).
+    The key is masked in any case and in any piece of 8 characters or more;
+    the caller's text (a query, a URL) as whole words, in any case.
     """
     try:
         payload = response.json()
@@ -614,11 +650,15 @@ def _upstream_reason(response: httpx.Response, hidden: tuple[str, ...]) -> str:
         error = error.get("message")
     if not isinstance(error, str) or not error.strip():
         return "no reason given"
-    text = " ".join(error.split())
-    key, *caller_text = hidden
-    text = text.replace(key, "[redacted]")
+    text = " ".join(error[:_UPSTREAM_TEXT_READ].split())
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    text = mask_secret(text, key)
     for value in sorted((v for v in caller_text if v.strip()), key=len, reverse=True):
         whole = rf"(?<!\w){re.escape(' '.join(value.split()))}(?!\w)"
         text = re.sub(whole, "[redacted]", text, flags=re.IGNORECASE)
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 3] + "..."
+
+
+def _log_upstream(method: str, path: str, status: int | None, said: str) -> None:
+    """One warning with what the upstream said (already masked by `_upstream_text`)."""
+    log.warning("Scavio answered HTTP %s to %s %s: %s", status, method, path, said)
