@@ -31,7 +31,7 @@ from starlette.types import ASGIApp
 from bench.common import Figure
 from mcp_warden.config import Settings
 from mcp_warden.server.app import Runtime, build_server, http_app, streamable_http
-from mcp_warden.server.auth import ChallengeLayer, TokenVerifierAdapter, auth_settings
+from mcp_warden.server.auth import TokenVerifierAdapter, auth_settings
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.keys import KeyDir
 
@@ -57,7 +57,9 @@ def _settings(root: Path) -> Settings:
 
 
 def _starlette(app: ASGIApp) -> Starlette:
-    inner = app.app if isinstance(app, ChallengeLayer) else app
+    inner: object = app
+    while not isinstance(inner, Starlette) and hasattr(inner, "app"):  # our outer layers
+        inner = inner.app
     if not isinstance(inner, Starlette):
         raise TypeError(f"unexpected app {type(inner).__name__}")
     return inner

@@ -48,3 +48,15 @@ def test_settings_repr_shows_no_url_that_may_hold_a_secret() -> None:
     )
     for secret in ("JwksPw", "JwksTok", "RedisPw", "ScavTok"):
         assert secret not in repr(settings)
+
+
+def test_a_bad_audience_url_is_refused_without_its_password_or_query() -> None:
+    from mcp_warden.errors import ConfigError
+    from mcp_warden.server.auth import auth_settings
+
+    settings = Settings.from_env({"MCP_TOKEN_AUDIENCE": "ftp://u:Pa55w0rd@h.example/mcp?t=S3cr3t"})
+    with pytest.raises(ConfigError) as info:
+        auth_settings(settings)
+    assert "ftp://h.example/mcp" in str(info.value)
+    assert "Pa55w0rd" not in str(info.value)
+    assert "S3cr3t" not in str(info.value)

@@ -49,6 +49,7 @@ class Settings:
     scavio_credential: str = "scavio_api_key"
     scavio_timeout: float = 15.0  # SCAVIO_TIMEOUT_SECONDS: per upstream attempt (serve)
     audit_log: Path | None = None  # MCP_AUDIT_LOG: serve's audit lines; unset: stderr
+    max_concurrent_requests: int = 100  # MCP_MAX_CONCURRENT_REQUESTS: serve, HTTP; others 503
     actor: str = "mcp-warden"  # MCP_ACTOR: who the rotation log names; from_env: user@host
 
     @classmethod
@@ -92,6 +93,7 @@ class Settings:
             scavio_credential=get("MCP_SCAVIO_CREDENTIAL") or "scavio_api_key",
             scavio_timeout=_float(env, "SCAVIO_TIMEOUT_SECONDS", 15.0),
             audit_log=Path(audit) if audit else None,
+            max_concurrent_requests=_int(env, "MCP_MAX_CONCURRENT_REQUESTS", 100, minimum=1),
             actor=_actor(get("MCP_ACTOR"), env),
         )
 

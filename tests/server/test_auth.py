@@ -51,6 +51,11 @@ def sdk_like(adapter: TokenVerifierAdapter, token: str | None) -> Any:
     return app
 
 
+def audit(lab: TokenLab) -> AuditLog:
+    """The audit log the layers under test write to (lab.path/audit.jsonl)."""
+    return AuditLog.open(lab.path / "audit.jsonl")
+
+
 def request(app: Any) -> tuple[int, dict[str, str], bytes]:
     sent: list[Message] = []
 
@@ -88,7 +93,9 @@ def test_adapter_maps_claims_to_the_sdks_access_token(lab: TokenLab, offload: bo
 def test_401_says_which_check_failed_and_never_echoes_the_token(lab: TokenLab) -> None:
     adapter = TokenVerifierAdapter(lab.verifier, offload=False)
     token = lab.token(claims=lab.claims(exp=int(lab.clock.now) - 1, iat=int(lab.clock.now) - 60))
-    app = ChallengeLayer(sdk_like(adapter, token), resource_metadata="http://h/.well-known/r")
+    app = ChallengeLayer(
+        sdk_like(adapter, token), resource_metadata="http://h/.well-known/r", audit=audit(lab)
+    )
     status, headers, body = request(app)
     assert status == 401
     assert headers["www-authenticate"] == (
@@ -105,13 +112,17 @@ def test_401_says_which_check_failed_and_never_echoes_the_token(lab: TokenLab) -
 
 def test_401_without_a_verifier_decision_is_the_sdks_own(lab: TokenLab) -> None:
     adapter = TokenVerifierAdapter(lab.verifier, offload=False)
-    status, headers, body = request(ChallengeLayer(sdk_like(adapter, None), resource_metadata="m"))
+    status, headers, body = request(
+        ChallengeLayer(sdk_like(adapter, None), resource_metadata="m", audit=audit(lab))
+    )
     assert (status, headers["www-authenticate"], body) == (
         401,
         SDK_CHALLENGE.decode(),
         b'{"sdk": true}',
     )
-    ok = request(ChallengeLayer(sdk_like(adapter, lab.token()), resource_metadata="m"))
+    ok = request(
+        ChallengeLayer(sdk_like(adapter, lab.token()), resource_metadata="m", audit=audit(lab))
+    )
     assert ok[0] == 200
 
 
@@ -121,7 +132,9 @@ def test_unreachable_revocation_list_is_503_with_retry_after(lab: TokenLab) -> N
     )
     adapter = TokenVerifierAdapter(verifier, offload=False)
     token = lab.token()
-    status, headers, body = request(ChallengeLayer(sdk_like(adapter, token), resource_metadata="m"))
+    status, headers, body = request(
+        ChallengeLayer(sdk_like(adapter, token), resource_metadata="m", audit=audit(lab))
+    )
     assert status == 503
     assert headers["retry-after"] == "5"
     message = json.loads(body)["error"]["message"]

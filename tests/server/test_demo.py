@@ -50,8 +50,10 @@ def test_demo_runs_every_step_and_leaves_nothing_behind() -> None:
         ("web_search", "allowed"),
         ("extract_url", "denied"),  # through the MCP client
         ("extract_url", "denied"),  # the same call as a plain POST
+        (None, "refused"),  # the revoked token's 401
         ("web_search", "allowed"),  # after the rotation
     ]
+    assert audit[3]["reason"] == "revoked"
     # Nothing secret: no master key (64 hex), no API key, no token (a JWS starts eyJ).
     assert not re.search(r"\b[0-9a-f]{64}\b", out)
     assert "sk_demo_" not in out

@@ -210,7 +210,17 @@ def test_audit_lines_record_each_call_without_secrets(lab: Deployment, server: S
         ("web_search", "error", "out_of_credits"),
     ]
     for line in mine:
-        assert set(line) <= {"time", "sub", "jti", "tool", "outcome", "reason", "latency_ms"}
+        assert set(line) <= {
+            "time",
+            "sub",
+            "jti",
+            "tool",
+            "outcome",
+            "reason",
+            "latency_ms",
+            "client",
+        }
+        assert line["client"] == "127.0.0.1"  # the peer's address, nothing of the request
         assert line["time"].endswith("Z")
         assert line["latency_ms"] >= 0
     text = lab.audit_log.read_text()

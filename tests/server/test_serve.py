@@ -131,3 +131,49 @@ def test_unreachable_revocation_store_is_503_then_recovers(
         redis_server.start()
         _wait_status(lab, token, 200, within=10)
         assert httpx.get(health, trust_env=False).json() == {"status": "ok"}
+
+
+def test_a_symlink_planted_at_the_audit_log_stops_serve_and_leaves_its_target(
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not an audit log\n")
+    victim.chmod(0o644)
+    link = tmp_path / "planted-audit.jsonl"
+    link.symlink_to(victim)
+    with deployment(tmp_path, MCP_AUDIT_LOG=str(link)) as lab:
+        proc = subprocess.Popen(
+            [*SERVE, "--port", "0"],
+            env=lab.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 2, stderr
+    assert stdout == ""
+    assert stderr.strip().splitlines() == [
+        f"mcp-warden: the audit log (MCP_AUDIT_LOG) {link} is a symbolic link; mcp-warden does "
+        "not follow links to its files: point the setting at the real file or remove the link"
+    ]
+    assert victim.read_text() == "not an audit log\n"
+    assert victim.stat().st_mode & 0o777 == 0o644
+
+
+def test_an_existing_audit_log_open_to_others_is_warned_about(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    audit.chmod(0o644)
+    with deployment(tmp_path) as lab, lab.serve() as server:
+        assert lab.audit_log == audit
+        warning = wait_for_line(server.log, server.proc, "mcp-warden: WARNING ")
+    assert warning == (
+        f"mcp-warden: WARNING {audit} is accessible to group or others (mode 644); "
+        f"run `chmod 600 {audit}`"
+    )
+    assert audit.stat().st_mode & 0o777 == 0o644  # warned about, never changed behind the back

@@ -160,7 +160,10 @@ class Demo:
         say(f"   next call with a new token: Results: {results}")
         say(f"   the stub received key sha256:{seen}..., the new one: no restart needed")
 
-        say("\nAudit log, one JSON line per tools/call (no token, key or query in it):")
+        say(
+            "\nAudit log, one JSON line per tools/call and per refused request "
+            "(no token, key or query in it):"
+        )
         for line in (self.root / "audit.jsonl").read_text(encoding="utf-8").splitlines():
             say(f"   {line}")
 

@@ -2,10 +2,13 @@
 
 A request's way through the HTTP app (outermost first):
 
+    ConcurrencyLayer       503 beyond MCP_MAX_CONCURRENT_REQUESTS in progress (limits.py)
+    MethodLayer            405 (Allow: POST) for GET, DELETE... on /mcp: no stream (limits.py)
     ChallengeLayer         rewords the SDK's 401 with the failed check; 503 when
                            revocations cannot be checked (auth.py)
     SDK authentication     Authorization: Bearer -> TokenVerifierAdapter -> Verifier
-    ToolScopeLayer         403 insufficient_scope for a tool the token does not name (guard.py)
+    ToolScopeLayer         403 insufficient_scope for a tool the token does not name,
+                           413 for a body over 4 MiB, 400 for a batch (guard.py)
     SDK RequireAuth        401 + WWW-Authenticate without a verified token
     SDK streamable HTTP    stateless: any replica answers any request
     ToolGuard              tools/list filtered, tools/call refused, audit line (guard.py)
@@ -53,6 +56,7 @@ from mcp_warden.server.auth import (
     resource_metadata_url,
 )
 from mcp_warden.server.guard import GrantSource, StdioGrants, ToolGuard, ToolScopeLayer, guarded
+from mcp_warden.server.limits import ConcurrencyLayer, MethodLayer
 from mcp_warden.server.tools import ScavioClient, ToolSpec, add_tools, all_tools
 from mcp_warden.tokens.claims import Claims
 from mcp_warden.tokens.errors import TokenError
@@ -168,7 +172,13 @@ def http_app(runtime: Runtime, *, host: str, offload_verify: bool | None = None)
     app.user_middleware.append(
         Middleware(ToolScopeLayer, path=MCP_PATH, resource_metadata=metadata, audit=runtime.audit)
     )
-    return ChallengeLayer(app, resource_metadata=metadata)
+    challenged = ChallengeLayer(app, resource_metadata=metadata, audit=runtime.audit)
+    return ConcurrencyLayer(
+        MethodLayer(challenged, path=MCP_PATH, audit=runtime.audit),
+        limit=settings.max_concurrent_requests,
+        audit=runtime.audit,
+        exempt=HEALTH_PATH,
+    )
 
 
 def streamable_http(server: MCPServer[Any], settings: Settings, host: str) -> Starlette:

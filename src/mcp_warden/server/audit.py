@@ -1,24 +1,33 @@
-"""The audit trail: one JSON line per `tools/call`, whoever decided it.
+"""The audit trail: one JSON line per `tools/call`, and one per request the HTTP layers refuse.
 
     {"time": "2026-01-02T03:04:05.678Z", "sub": "alice", "jti": "...", "tool": "web_search",
-     "outcome": "allowed", "latency_ms": 12.3}
+     "outcome": "allowed", "latency_ms": 12.3, "client": "10.0.0.7"}
     {"time": ..., "outcome": "denied", "reason": "tool_not_allowed", ...}
     {"time": ..., "outcome": "error", "reason": "rate_limited", ...}
+    {"time": ..., "sub": null, "jti": null, "tool": null, "outcome": "refused",
+     "reason": "bad_signature", "status": 401, "client": "10.0.0.7"}
 
 `outcome` is `allowed` (the tool ran and succeeded), `denied` (refused before
-it ran: the token does not name it, or the stdio token is no longer valid) or
-`error` (it ran, or its arguments were refused, and failed); `reason` is a
+it ran: the token does not name it, or the stdio token is no longer valid),
+`error` (it ran, or its arguments were refused, and failed) or `refused` (an
+HTTP request answered by our layers before the SDK: `status` 401 with the
+failed token check, 503 `revocation_unavailable` or `overloaded`, 400
+`batch`, 405 `method_not_allowed`, 413 `body_too_large`). `reason` is a
 stable word (`ScavioError.reason`, `invalid_arguments`, a token refusal
-reason...). A line never holds a credential, a token, the caller's arguments
-(query, URL) or an upstream message: only the fields above, with the tool
-name cut to 128 characters.
+reason...). `client` is the peer address over HTTP (what uvicorn reports:
+the proxy's, unless it is a trusted one forwarding the client's); `sub` and
+`jti` are set once the token verified. A line never holds a credential, a
+token, the caller's arguments (query, URL) or an upstream message: only the
+fields above, with the tool name cut to 128 characters.
 
-Where: `MCP_AUDIT_LOG` (a file, created 0600, opened for appending) or, when
-unset, stderr, where a server's logs go under systemd, containers and MCP
-clients that spawn stdio servers. Each line is one `write(2)` on an
-`O_APPEND` descriptor, so replicas appending to one file on one host do not
-interleave lines. No fsync per line: an audit line costs a few microseconds,
-and a host crash may lose the last lines the kernel had not yet written out.
+Where: `MCP_AUDIT_LOG` (a file, created 0600, opened for appending without
+following a link, and only when it is this user's regular file: see
+`credentials.files.open_private`) or, when unset, stderr, where a server's
+logs go under systemd, containers and MCP clients that spawn stdio servers.
+Each line is one `write(2)` on an `O_APPEND` descriptor, so replicas
+appending to one file on one host do not interleave lines. No fsync per
+line: an audit line costs a few microseconds, and a host crash may lose the
+last lines the kernel had not yet written out.
 """
 
 from __future__ import annotations
@@ -27,12 +36,17 @@ import datetime
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-Outcome = Literal["allowed", "denied", "error"]
+from mcp_warden.credentials.files import open_private
+from mcp_warden.errors import ConfigError
+
+Outcome = Literal["allowed", "denied", "error", "refused"]
 
 TOOL_CHARS = 128
+CLIENT_CHARS = 64
 _STDERR = 2
 
 log = logging.getLogger("mcp_warden.audit")
@@ -51,8 +65,14 @@ class AuditLog:
         """The log at `path` (created 0600, appended to), or stderr when `path` is None."""
         if path is None:
             return cls(_STDERR, owned=False)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        return cls(os.open(path, flags, 0o600), owned=True)
+        what = "the audit log (MCP_AUDIT_LOG)"
+        try:
+            fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, what=what)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open {what} {path}: {exc.strerror or exc}; fix the path or its directory"
+            ) from None
+        return cls(fd, owned=True)
 
     def record(
         self,
@@ -63,18 +83,31 @@ class AuditLog:
         outcome: Outcome,
         latency_ms: float,
         reason: str | None = None,
+        client: str | None = None,
     ) -> None:
-        """Write one line now (never raises: an unwritable log must not fail the call)."""
-        entry: dict[str, object] = {
-            "time": _utc_now(),
-            "sub": sub,
-            "jti": jti,
-            "tool": tool[:TOOL_CHARS] if isinstance(tool, str) else None,
-            "outcome": outcome,
-        }
-        if reason is not None:
-            entry["reason"] = reason
+        """Write one tool-call line now (never raises: an unwritable log must not fail the call)."""
+        entry = _entry(sub, jti, tool, outcome, reason)
         entry["latency_ms"] = round(latency_ms, 3)
+        if client is not None:
+            entry["client"] = client[:CLIENT_CHARS]
+        self._write(entry)
+
+    def refused(
+        self,
+        *,
+        status: int,
+        reason: str,
+        client: str | None,
+        sub: str | None = None,
+        jti: str | None = None,
+    ) -> None:
+        """Write the line of an HTTP request refused before the SDK (never raises)."""
+        entry = _entry(sub, jti, None, "refused", reason)
+        entry["status"] = status
+        entry["client"] = client[:CLIENT_CHARS] if client is not None else None
+        self._write(entry)
+
+    def _write(self, entry: dict[str, object]) -> None:
         data = (json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
         try:
             while data:
@@ -88,6 +121,29 @@ class AuditLog:
         if self._owned:
             os.close(self._fd)
             self._owned = False
+
+
+def client_address(scope: Mapping[str, Any]) -> str | None:
+    """The peer's host from an ASGI scope, as the audit log names it (None when unknown)."""
+    client = scope.get("client")
+    if isinstance(client, list | tuple) and client and isinstance(client[0], str):
+        return client[0]
+    return None
+
+
+def _entry(
+    sub: str | None, jti: str | None, tool: object, outcome: Outcome, reason: str | None
+) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "time": _utc_now(),
+        "sub": sub,
+        "jti": jti,
+        "tool": tool[:TOOL_CHARS] if isinstance(tool, str) else None,
+        "outcome": outcome,
+    }
+    if reason is not None:
+        entry["reason"] = reason
+    return entry
 
 
 def _utc_now() -> str:

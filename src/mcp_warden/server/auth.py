@@ -17,7 +17,9 @@ fixed table (nothing of the token is ever echoed). The SDK still decides;
 the layer only rewords a refusal. One refusal is not the client's fault:
 `revocation_unavailable` (the shared denylist unreachable for longer than
 `MCP_REVOCATION_STALE_SECONDS`) is answered 503 with `Retry-After` and a
-JSON-RPC error body, which MCP clients show to the user.
+JSON-RPC error body, which MCP clients show to the user. Every 401 and 503
+writes an audit line with the reason (`missing_token` when the request had
+no bearer token) and the client's address, never anything of the token.
 
 Verify cost: a token seen before costs the verifier a hash and a dict lookup
 (~3-5 us), a new one an Ed25519 verify (~50 us), so `verify_token` runs on
@@ -54,11 +56,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
+from mcp_warden.server.audit import AuditLog, client_address
 from mcp_warden.server.grant import Grant, Refusal
 from mcp_warden.server.responses import jsonrpc_error, send_json
 from mcp_warden.tokens.claims import Claims
 from mcp_warden.tokens.errors import Reason, TokenError
 from mcp_warden.tokens.verifier import Verifier
+from mcp_warden.urls import redacted
 
 RETRY_AFTER_SECONDS = 5
 """What a 503 (revocation list unreachable) asks clients to wait."""
@@ -138,7 +142,7 @@ def auth_settings(settings: Settings) -> AuthSettings:
     parts = urlsplit(audience)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"MCP_TOKEN_AUDIENCE={audience!r} is not an http(s) URL; set it to the URL "
+            f"MCP_TOKEN_AUDIENCE={redacted(audience)!r} is not an http(s) URL; set it to the URL "
             "clients use for this server, e.g. https://mcp.example.com/mcp"
         )
     issuer = settings.token_issuer
@@ -163,9 +167,10 @@ def resource_metadata_url(settings: Settings) -> str:
 class ChallengeLayer:
     """Outermost ASGI layer: says in the SDK's 401 which check failed (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, resource_metadata: str) -> None:
+    def __init__(self, app: ASGIApp, *, resource_metadata: str, audit: AuditLog) -> None:
         self.app = app
         self._resource_metadata = resource_metadata
+        self._audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -178,10 +183,15 @@ class ChallengeLayer:
             if replaced:
                 return  # the SDK's own body of the 401 we replaced
             reason = _refusal.get()
-            if message["type"] == "http.response.start" and message["status"] == 401 and reason:
-                replaced = True
-                await self._refuse(send, reason)
-                return
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                status = 503 if reason == "revocation_unavailable" else 401
+                self._audit.refused(
+                    status=status, reason=reason or "missing_token", client=client_address(scope)
+                )
+                if reason:
+                    replaced = True
+                    await self._refuse(send, reason)
+                    return
             await send(message)
 
         reset = _refusal.set(None)

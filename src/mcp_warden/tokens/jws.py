@@ -4,14 +4,19 @@ Everything here refuses rather than repairs. A compact JWS is accepted only
 when it is at most 8 KiB of ASCII, has exactly three segments, and every
 segment is canonical base64url (RFC 7515 section 2: no padding, only the
 URL-safe alphabet, and re-encoding the decoded bytes gives the segment back,
-so no two spellings of one token exist).
+so no two spellings of one token exist). A segment's JSON must be an object
+of plain JSON: no NaN or Infinity, and no nesting deeper than the parser can
+take (a hostile header of a thousand nested arrays fits in 8 KiB; it is
+malformed, never an error of the server).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
+from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -38,6 +43,13 @@ _CANONICAL_LAST = {
 
 class MalformedError(ValueError):
     """Bytes that are not what this module accepts; the message says which rule failed."""
+
+
+def _no_constants(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def b64url_encode(data: bytes) -> str:
@@ -86,6 +98,19 @@ def split_compact(token: str) -> tuple[str, str, str]:
 def decode_segment(segment: str) -> bytes:
     """Decode a segment that `split_compact` returned (alphabet already checked)."""
     return _decode_alphabet_checked(segment)
+
+
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """The JSON object in a decoded segment (`what`: "header", "payload"), or MalformedError."""
+    try:
+        doc = _JSON.decode(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):  # ValueError covers JSONDecodeError, huge ints
+        raise MalformedError(f"{what} is not UTF-8 JSON") from None
+    except RecursionError:  # nesting the parser cannot take: refused, not a crash
+        raise MalformedError(f"{what} is nested too deeply to be a JWS {what}") from None
+    if type(doc) is not dict:
+        raise MalformedError(f"{what} is not a JSON object")
+    return doc
 
 
 def ed25519_verify(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:

@@ -37,7 +37,6 @@ at once, cached or not) and the denylist.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import time
@@ -53,6 +52,7 @@ from mcp_warden.tokens.jws import (
     MalformedError,
     decode_segment,
     ed25519_verify,
+    json_object,
     split_compact,
 )
 from mcp_warden.tokens.revocation import Denylist
@@ -65,13 +65,6 @@ MAX_SHARED = 256  # distinct headers / tool lists remembered
 
 def _refuse(reason: Reason, message: str) -> NoReturn:
     raise TokenError(reason, message)
-
-
-def _no_constants(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
-_JSON = json.JSONDecoder(parse_constant=_no_constants)
 
 
 class Verifier:
@@ -185,7 +178,8 @@ class Verifier:
             _refuse("malformed", str(exc))
         alg = header.get("alg")
         if alg != "EdDSA":
-            _refuse("unsupported_algorithm", f"alg {str(alg)[:20]!r} is not accepted; only EdDSA")
+            shown = alg[:20] if isinstance(alg, str) else type(alg).__name__  # no str() of a tree
+            _refuse("unsupported_algorithm", f"alg {shown!r} is not accepted; only EdDSA")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower().removeprefix("application/") != "at+jwt":
             _refuse("wrong_type", "typ must be at+jwt (an access token)")
@@ -252,12 +246,9 @@ class Verifier:
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        doc = _JSON.decode(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):  # ValueError covers JSONDecodeError, huge ints
-        _refuse("malformed", f"{what} is not UTF-8 JSON")
-    if type(doc) is not dict:
-        _refuse("malformed", f"{what} is not a JSON object")
-    return doc
+        return json_object(data, what)
+    except MalformedError as exc:
+        _refuse("malformed", str(exc))
 
 
 def _string(doc: dict[str, Any], name: str) -> str:
