@@ -235,6 +235,19 @@ def test_revoke_prints_the_absolute_store_location(env: dict[str, str], tmp_path
     assert (tmp_path / "state" / "revocations.db").is_file()
 
 
+def test_revoke_refuses_a_symlinked_revocation_database(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    (tmp_path / "revocations.db").symlink_to(target)
+    env = {**env, "MCP_REVOCATION_URL": f"sqlite:///{tmp_path}/revocations.db"}
+    err = refused(["token", "revoke", "--jti", "j"], env, 2)
+    assert "is a symbolic link" in err
+    assert "MCP_REVOCATION_URL" in err
+    assert target.read_text() == "keep\n"
+
+
 def test_revoke_sub_covers_iat_up_to_leeway_ahead_and_says_until_when(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -2,7 +2,8 @@
 
 A token is revoked when its `jti` is listed (until the token's own `exp`), or
 when its `sub` was revoked at or after the token's `iat` ("every token of this
-subject issued so far"). Backends are chosen by `MCP_REVOCATION_URL`:
+subject issued so far"; `sub_cutoff` moves that point `leeway` seconds ahead,
+as far as verifiers accept an `iat`). Backends are chosen by `MCP_REVOCATION_URL`:
 
 - `memory://`: this process only (tests, a single stdio server);
 - `sqlite:///relative/path` or `sqlite:////absolute/path`: every process on one

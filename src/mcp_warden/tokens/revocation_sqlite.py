@@ -134,23 +134,26 @@ class SqliteStore:
                 db = self._current()
                 if self._reset:
                     return None
-                db.execute("BEGIN")
-                try:
-                    if self._rolled_back(db):
+                row = db.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'revocations'"
+                ).fetchone()
+                if (row[0] if row else 0) < self._cursor:
+                    return None  # AUTOINCREMENT's high-water mark went back: rolled back
+                while True:
+                    # From the cursor's own row on: it must still be the row read.
+                    rows = db.execute(
+                        "SELECT id, kind, key, value, expires_at FROM revocations "
+                        "WHERE id >= ? ORDER BY id LIMIT ?",
+                        (self._cursor, _BATCH),
+                    ).fetchall()
+                    if self._rolled_back(rows):
                         return None
-                    while True:
-                        rows = db.execute(
-                            "SELECT id, kind, key, value, expires_at FROM revocations "
-                            "WHERE id > ? ORDER BY id LIMIT ?",
-                            (self._cursor, _BATCH),
-                        ).fetchall()
-                        for row in rows:
+                    for row in rows:
+                        if row[0] > self._cursor:
                             entries.add(row[1], row[2], row[3])
                             self._last = row
-                        if len(rows) < _BATCH:
-                            return entries
-                finally:
-                    db.execute("COMMIT")
+                    if len(rows) < _BATCH:
+                        return entries
             except sqlite3.Error as exc:
                 raise self._error("cannot read", exc) from exc
 
@@ -213,22 +216,18 @@ class SqliteStore:
         self._reset = True
         return self._db
 
-    def _rolled_back(self, db: sqlite3.Connection) -> bool:
-        """True when the file went back behind the cursor (a backup restored in place)."""
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'revocations'").fetchone()
-        if (row[0] if row else 0) < self._cursor:
-            return True
+    def _rolled_back(self, rows: list[Row]) -> bool:
+        """True when `rows` (from the cursor on) do not begin with the last row read.
+
+        New rows may already have brought the high-water mark back above the
+        cursor after a rollback; the row at the cursor tells, unless it expired
+        and a write purged it since.
+        """
         if self._last is None:
             return False
-        # New rows may already have brought the mark back above the cursor: the row at
-        # the cursor must be the one read, unless it expired and was purged since.
-        found = db.execute(
-            "SELECT id, kind, key, value, expires_at FROM revocations WHERE id = ?",
-            (self._last[0],),
-        ).fetchone()
-        if found is None:
-            return self._last[4] >= int(self._clock())
-        return bool(found != self._last)
+        if rows and rows[0][0] == self._last[0]:
+            return tuple(rows[0]) != self._last
+        return self._last[4] >= int(self._clock())
 
     def _error(self, what: str, exc: BaseException) -> RevocationStoreError:
         return _store_error(what, self.path, exc)
@@ -243,14 +242,7 @@ def _store_error(what: str, path: Path, exc: BaseException) -> RevocationStoreEr
 
 def _open(path: Path) -> tuple[sqlite3.Connection, Identity]:
     """A configured connection to the regular file at `path` (created 0600), and its identity."""
-    # Our descriptor is closed before SQLite opens the file: closing a descriptor
-    # drops every POSIX lock this process holds on the file, SQLite's included.
-    fd = _create_private(path)
-    try:
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
-    identity = (info.st_dev, info.st_ino)
+    identity = _create_private(path)
     _refuse_linked_sidecars(path)
     try:
         db = sqlite3.connect(
@@ -285,11 +277,13 @@ def _configure(db: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def _create_private(path: Path) -> int:
-    """Open the file without following a link, creating it 0600; tighten a loose mode.
+def _create_private(path: Path) -> Identity:
+    """Create the file 0600 or tighten a loose one, without following a link; its identity.
 
     A link, a non-regular file or another user's file is a ConfigError (from
     `open_private`), so nothing is created, chmodded or written through it.
+    Our descriptor is closed before SQLite opens the file: closing one later
+    would drop every POSIX lock this process holds on the file, SQLite's too.
     """
     try:
         fd = open_private(path, os.O_RDWR | os.O_CREAT, what=_WHAT)
@@ -299,13 +293,12 @@ def _create_private(path: Path) -> int:
             "check MCP_REVOCATION_URL and that its directory exists and is writable"
         ) from exc
     try:
-        mode = os.fstat(fd).st_mode
-        if mode & 0o077:
+        info = os.fstat(fd)
+        if info.st_mode & 0o077:
             os.fchmod(fd, 0o600)
-    except BaseException:
+    finally:
         os.close(fd)
-        raise
-    return fd
+    return info.st_dev, info.st_ino
 
 
 def _refuse_linked_sidecars(path: Path) -> None:
@@ -321,8 +314,8 @@ def _refuse_linked_sidecars(path: Path) -> None:
         if not stat.S_ISREG(mode):
             kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
             raise ConfigError(
-                f"{sidecar}, beside {_WHAT}, is {kind}; mcp-warden does not follow links "
-                "to its files: remove it (SQLite recreates it)"
+                f"{sidecar}, beside {_WHAT}, is {kind}, which SQLite would write through; "
+                "remove it (SQLite recreates it as a file)"
             )
 
 
