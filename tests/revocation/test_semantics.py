@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mcp_warden.tokens.revocation import Denylist, SyncedDenylist
+from mcp_warden.tokens.revocation import Denylist, SyncedDenylist, sub_cutoff
 from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
 
 Open = Callable[..., Denylist]
@@ -93,3 +93,22 @@ def test_malformed_entries_are_refused(
     with pytest.raises(error):
         denylist.revoke_sub(jti, exp)  # type: ignore[arg-type]
     assert len(denylist) == 0  # type: ignore[arg-type]
+
+
+def test_a_sub_revoked_at_the_cutoff_outlives_every_token_it_refuses(
+    any_url: str, opened: Open, clock: FakeClock
+) -> None:
+    """`sub_cutoff` covers an `iat` up to the leeway ahead, and the entry's expiry
+    (at + max_ttl + leeway) still outlasts the longest such token."""
+    now = int(clock.now)
+    at = sub_cutoff(now, LEEWAY)
+    assert at == now + LEEWAY
+    denylist = opened(settings_for(any_url), clock=clock)
+    denylist.revoke_sub("alice", at)
+    ahead = now + LEEWAY  # minted just before the revocation on a clock LEEWAY ahead
+    assert denylist.is_revoked("j", "alice", ahead)
+    assert not denylist.is_revoked("j", "alice", ahead + 1)
+    clock.now = ahead + MAX_TTL - 1  # that token's latest exp is ahead + MAX_TTL
+    denylist.revoke_jti("other", int(clock.now) + 60)  # a write purges what expired
+    sync(denylist)
+    assert denylist.is_revoked("j", "alice", ahead)

@@ -14,6 +14,7 @@ from mcp_warden.tokens.revocation import (
     MemoryDenylist,
     SyncedDenylist,
     open_denylist,
+    store_location,
 )
 from mcp_warden.tokens.revocation_redis import connect
 
@@ -88,3 +89,22 @@ def test_bad_urls_are_config_errors(url: str) -> None:
         assert "memory://" in message
         assert "sqlite:///" in message
         assert "redis://host:port/db" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "location"),
+    [
+        ("redis://user:secret-pw@redis.internal:6380/3", "Redis at redis.internal:6380/3"),
+        ("rediss://:secret-pw@[::1]", "Redis at [::1]:6379/0 (TLS)"),
+        ("memory://", "this process's memory"),
+    ],
+)
+def test_store_location_names_the_store_without_a_password(url: str, location: str) -> None:
+    assert store_location(url) == location
+
+
+def test_store_location_of_a_relative_sqlite_path_is_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert store_location("sqlite:///./sub/r.db") == f"SQLite database {tmp_path}/sub/r.db"

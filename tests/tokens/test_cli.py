@@ -14,6 +14,7 @@ from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.revocation import MemoryDenylist, open_denylist
+from mcp_warden.tokens.revocation_sqlite import SqliteStore
 from tests.support.procs import cli_env, run_cli
 from tests.support.tokens import forge
 
@@ -132,6 +133,7 @@ def test_usage_errors(tmp_path: Path, args: list[str]) -> None:
 
 
 def test_revoke_forms(env: dict[str, str], tmp_path: Path) -> None:
+    env = {**env, "MCP_REVOCATION_URL": f"sqlite:///{tmp_path}/revocations.db"}
     ok(["keys", "new"], env)
     result = run_cli(["token", "revoke", "-"], env, input=mint(env))
     assert result.returncode == 0
@@ -202,11 +204,66 @@ def test_revoke_then_verify_in_one_process(tmp_path: Path, monkeypatch: pytest.M
     code, _, err = run("token", "verify", other)
     assert (code, err.split(":")[1].strip()) == (1, "revoked")
     now = int(time.time())
-    assert denylist.subs["dave"] in (now - 1, now)
+    leeway = cfg.token_leeway  # every token of dave with iat <= now + leeway
+    assert denylist.subs["dave"] in (now - 1 + leeway, now + leeway)
     assert run("token", "revoke", "--jti", "abc", "--exp", "1900000000")[0] == 0
     assert run("token", "revoke", "--jti", "xyz")[0] == 0
     assert denylist.jtis["abc"] == 1_900_000_000
     assert denylist.jtis["xyz"] - now in range(86_399, 86_402)  # now + max TTL
+
+
+@pytest.mark.parametrize("args", [["--jti", "j"], ["--sub", "s"], ["-"]])
+def test_revoke_refuses_memory_url_because_no_server_can_see_it(
+    env: dict[str, str], args: list[str]
+) -> None:
+    err = refused(["token", "revoke", *args], env, 2, stdin="a.b.c")
+    assert "memory://" in err
+    assert "no server would see the revocation" in err
+    assert "sqlite:////absolute/path or redis://host:port/db" in err
+
+
+def test_revoke_prints_the_absolute_store_location(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    env = {**env, "MCP_REVOCATION_URL": "sqlite:///state/revocations.db"}
+    where = f" in SQLite database {tmp_path}/state/revocations.db\n"
+    ok(["keys", "new"], env)
+    for args, stdin in ((["--jti", "j"], None), (["--sub", "s"], None), (["-"], mint(env))):
+        result = run_cli(["token", "revoke", *args], env, input=stdin, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.startswith("revoked ")
+        assert result.stderr.endswith(where), result.stderr
+    assert (tmp_path / "state" / "revocations.db").is_file()
+
+
+def test_revoke_refuses_a_symlinked_revocation_database(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep\n")
+    (tmp_path / "revocations.db").symlink_to(target)
+    env = {**env, "MCP_REVOCATION_URL": f"sqlite:///{tmp_path}/revocations.db"}
+    err = refused(["token", "revoke", "--jti", "j"], env, 2)
+    assert "is a symbolic link" in err
+    assert "MCP_REVOCATION_URL" in err
+    assert target.read_text() == "keep\n"
+
+
+def test_revoke_sub_covers_iat_up_to_leeway_ahead_and_says_until_when(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**env, "MCP_REVOCATION_URL": f"sqlite:///{tmp_path}/r.db", "MCP_TOKEN_LEEWAY": "20"}
+    before = int(time.time())
+    result = run_cli(["token", "revoke", "--sub", "s"], env)
+    after = int(time.time())
+    assert result.returncode == 0, result.stderr
+    until = {
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t + 20)) for t in range(before, after + 1)
+    }
+    line = result.stderr
+    assert any(f"issued until {t} (now + MCP_TOKEN_LEEWAY)" in line for t in until), line
+    store = SqliteStore(tmp_path / "r.db", max_ttl=86_400, leeway=20)
+    assert store.load(after).subs["s"] in range(before + 20, after + 21)
+    store.close()
 
 
 def _sqlite_backend_available(tmp_path: Path) -> bool:

@@ -15,11 +15,12 @@ from typing import NoReturn
 import click
 
 from mcp_warden.cli import settings
+from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.claims import Claims
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.keys import KeyDir
-from mcp_warden.tokens.revocation import Denylist, open_denylist
+from mcp_warden.tokens.revocation import Denylist, open_denylist, store_location, sub_cutoff
 from mcp_warden.tokens.verifier import KID, Verifier
 
 
@@ -161,7 +162,11 @@ def token_verify(ctx: click.Context, token_arg: str, tool: str | None) -> None:
 @click.argument("token_arg", metavar="[TOKEN]", required=False)
 @click.option("--jti", default=None, help="Revoke the token with this jti.")
 @click.option("--exp", type=int, default=None, help="With --jti: its exp (default now + max TTL).")
-@click.option("--sub", default=None, help="Revoke every token of this subject issued so far.")
+@click.option(
+    "--sub",
+    default=None,
+    help="Revoke every token of this subject issued so far (and for MCP_TOKEN_LEEWAY seconds).",
+)
 @click.pass_context
 def token_revoke(
     ctx: click.Context, token_arg: str | None, jti: str | None, exp: int | None, sub: str | None
@@ -169,31 +174,44 @@ def token_revoke(
     """Revoke one token (TOKEN or --jti) or every token of a subject (--sub).
 
     A TOKEN must verify (signature, key, issuer, audience); one that has
-    already expired needs no revoking and is reported as such.
+    already expired needs no revoking and is reported as such. The revocation
+    goes to MCP_REVOCATION_URL, which must be the servers' shared store.
     """
     cfg = settings(ctx)
     if sum(x is not None for x in (token_arg, jti, sub)) != 1:
         raise click.UsageError("give exactly one of TOKEN, --jti ID or --sub ID")
     if exp is not None and jti is None:
         raise click.UsageError("--exp goes with --jti")
+    if cfg.revocation_url == "memory://":
+        raise ConfigError(
+            "token revoke cannot use MCP_REVOCATION_URL=memory://: that list lives only in "
+            "this process, so no server would see the revocation; set it to the servers' "
+            "sqlite:////absolute/path or redis://host:port/db"
+        )
     now = int(time.time())
     # Only revoking a TOKEN needs the shared list loaded (to say "already revoked").
     denylist = open_denylist(cfg, follow=token_arg is not None)
+    where = store_location(cfg.revocation_url)
     try:
         if sub is not None:
-            denylist.revoke_sub(sub, now)
-            click.echo(f"revoked every token of sub {sub!r} issued until {_iso(now)}", err=True)
+            at = sub_cutoff(now, cfg.token_leeway)
+            denylist.revoke_sub(sub, at)
+            click.echo(
+                f"revoked every token of sub {sub!r} issued until {_iso(at)} "
+                f"(now + MCP_TOKEN_LEEWAY) in {where}",
+                err=True,
+            )
         elif jti is not None:
             until = exp if exp is not None else now + cfg.token_max_ttl
             denylist.revoke_jti(jti, until)
-            click.echo(f"revoked jti {jti!r} until {_iso(until)}", err=True)
+            click.echo(f"revoked jti {jti!r} until {_iso(until)} in {where}", err=True)
         else:
-            _revoke_token(ctx, denylist, _read_token(token_arg or "-"))
+            _revoke_token(ctx, denylist, _read_token(token_arg or "-"), where)
     finally:
         denylist.close()
 
 
-def _revoke_token(ctx: click.Context, denylist: Denylist, raw: str) -> None:
+def _revoke_token(ctx: click.Context, denylist: Denylist, raw: str, where: str) -> None:
     try:
         claims = _verify(ctx, denylist, raw)
     except TokenError as exc:
@@ -205,4 +223,4 @@ def _revoke_token(ctx: click.Context, denylist: Denylist, raw: str) -> None:
             return
         _refused(exc)
     denylist.revoke_jti(claims.jti, claims.exp)
-    click.echo(f"revoked jti {claims.jti!r} until {_iso(claims.exp)}", err=True)
+    click.echo(f"revoked jti {claims.jti!r} until {_iso(claims.exp)} in {where}", err=True)

@@ -2,7 +2,8 @@
 
 A token is revoked when its `jti` is listed (until the token's own `exp`), or
 when its `sub` was revoked at or after the token's `iat` ("every token of this
-subject issued so far"). Backends are chosen by `MCP_REVOCATION_URL`:
+subject issued so far"; `sub_cutoff` moves that point `leeway` seconds ahead,
+as far as verifiers accept an `iat`). Backends are chosen by `MCP_REVOCATION_URL`:
 
 - `memory://`: this process only (tests, a single stdio server);
 - `sqlite:///relative/path` or `sqlite:////absolute/path`: every process on one
@@ -23,6 +24,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
@@ -43,6 +45,8 @@ __all__ = [
     "RevocationStoreError",
     "SyncedDenylist",
     "open_denylist",
+    "store_location",
+    "sub_cutoff",
 ]
 
 URL_FORMS = "memory://, sqlite:///relative/path, sqlite:////absolute/path, redis://host:port/db"
@@ -113,7 +117,7 @@ def open_denylist(settings: Settings, *, clock: Clock = time.time, follow: bool 
     if scheme == "sqlite":
         from mcp_warden.tokens.revocation_sqlite import SqliteStore  # noqa: PLC0415
 
-        store: Store = SqliteStore(sqlite_path(url), max_ttl=max_ttl, leeway=leeway)
+        store: Store = SqliteStore(sqlite_path(url), max_ttl=max_ttl, leeway=leeway, clock=clock)
     elif scheme in ("redis", "rediss"):
         from mcp_warden.tokens.revocation_redis import RedisStore, connect  # noqa: PLC0415
 
@@ -131,6 +135,37 @@ def open_denylist(settings: Settings, *, clock: Clock = time.time, follow: bool 
         clock=clock,
         follow=follow,
     )
+
+
+def sub_cutoff(now: float, leeway: int) -> int:
+    """The `at` of "revoke every token of this subject issued so far", revoked at `now`.
+
+    Verifiers accept an `iat` up to `leeway` seconds ahead of their clock, so a
+    token minted just before the revocation by a host whose clock runs ahead
+    may carry an `iat` up to `now + leeway`: the cutoff covers it. The price:
+    tokens of the subject minted within `leeway` seconds after the revocation
+    are refused too. The entry lives until `at + max_ttl + leeway`, past the
+    `exp` (at most `iat + max_ttl`) of every token it refuses.
+    """
+    return int(now) + leeway
+
+
+def store_location(url: str) -> str:
+    """Where `url` (already accepted by `open_denylist`) keeps revocations, for the operator.
+
+    An SQLite path is made absolute (a relative one depends on the working
+    directory); a Redis URL loses its user and password.
+    """
+    if url.startswith("sqlite:"):
+        return f"SQLite database {sqlite_path(url).absolute()}"
+    if url.startswith(("redis:", "rediss:")):
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        db = parts.path.lstrip("/") or "0"
+        tls = " (TLS)" if parts.scheme == "rediss" else ""
+        return f"Redis at {host}:{parts.port or 6379}/{db}{tls}"
+    return "this process's memory"
 
 
 def sqlite_path(url: str) -> Path:

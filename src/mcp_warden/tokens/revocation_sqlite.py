@@ -13,24 +13,50 @@ an index in the same transaction, so the table holds only the revocations of
 the last token lifetime. Duplicates (a jti revoked twice) are merged by the
 readers (`max`).
 
+Ids only grow in one file, so a reader must notice when the file at the path
+is no longer the one it read. Every read and write first compares the
+device and inode at the path with those of the open file (one `lstat`): a
+file moved aside, deleted or renamed over makes the store reopen the path
+(creating it if missing) and report a reset, so the reader reloads in full.
+A file rolled back in place (a backup restored through SQLite) keeps its
+inode; there the reader checks that AUTOINCREMENT's high-water mark is not
+below its cursor and that the last row it read is still there unchanged
+(unless it expired), and reloads otherwise.
+
 The file is created 0600 (SQLite gives its -wal and -shm files the same
 mode), in WAL mode so readers never block the writer, with a busy timeout so
 concurrent writers wait instead of failing, and `synchronous=FULL`: a
-revocation that returned is on disk.
+revocation that returned is on disk. Neither the file nor its -wal and -shm
+may be a symbolic link (a planted link would redirect SQLite's writes and
+our chmod), and after connecting the store checks that SQLite opened the
+very file it checked.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
-from mcp_warden.tokens.revocation_sync import Entries, RevocationStoreError
+from mcp_warden.credentials.files import open_private
+from mcp_warden.errors import ConfigError
+from mcp_warden.tokens.revocation_sync import Clock, Entries, RevocationStoreError
 
 BUSY_TIMEOUT_SECONDS = 5.0
 _BATCH = 10_000
+_WHAT = "the revocation database of MCP_REVOCATION_URL"
+
+log = logging.getLogger("mcp_warden.revocation")
+
+Identity = tuple[int, int]
+"""(st_dev, st_ino): which file a path names."""
+
+Row = tuple[int, str, str, int, int]
+"""(id, kind, key, value, expires_at): a row as read."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS revocations (
@@ -45,26 +71,22 @@ CREATE INDEX IF NOT EXISTS revocations_expires_at ON revocations (expires_at);
 
 
 class SqliteStore:
-    """The `Store` on one SQLite file; one connection, used under a lock."""
+    """The `Store` on one SQLite file; one connection, used under a lock.
 
-    def __init__(self, path: Path, *, max_ttl: int, leeway: int) -> None:
-        self.path = path
+    Raises ConfigError at construction when the path is a link or not our
+    regular file (a setting to fix); RevocationStoreError for everything else.
+    """
+
+    def __init__(self, path: Path, *, max_ttl: int, leeway: int, clock: Clock = time.time) -> None:
+        self.path = path.absolute()  # a later chdir must not change the file
         self._max_ttl = max_ttl
         self._leeway = leeway
-        self._cursor = 0
+        self._clock = clock
+        self._last: Row | None = None  # the last row read; its id is the cursor
+        self._reset = False  # the path was reopened: the next changes() reports a reset
         self._lock = threading.Lock()
-        _create_private(path)
-        try:
-            self._db = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise self._error("cannot open", exc) from exc
-        try:
-            _configure(self._db, path)
-        except BaseException:
-            self._db.close()
-            raise
+        self._db: sqlite3.Connection | None
+        self._db, self._identity = _open(self.path)
 
     @property
     def description(self) -> str:
@@ -74,13 +96,17 @@ class SqliteStore:
         entries = Entries()
         with self._lock:
             try:
-                self._db.execute("BEGIN")
+                db = self._current()
+                db.execute("BEGIN")
                 try:
-                    row = self._db.execute("SELECT max(id) FROM revocations").fetchone()
+                    last = db.execute(
+                        "SELECT id, kind, key, value, expires_at FROM revocations "
+                        "ORDER BY id DESC LIMIT 1"
+                    ).fetchone()
                     for kind, into in (("jti", entries.jtis), ("sub", entries.subs)):
                         # NOT INDEXED: nearly every row matches, and a table scan reads
                         # them in order instead of one b-tree search per row (3x faster).
-                        rows = self._db.execute(
+                        rows = db.execute(
                             "SELECT key, value FROM revocations NOT INDEXED "
                             "WHERE kind = ? AND expires_at >= ?",
                             (kind, now),
@@ -89,32 +115,43 @@ class SqliteStore:
                             if into.get(key, value) <= value:
                                 into[key] = value
                 finally:
-                    self._db.execute("COMMIT")
+                    db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise self._error("cannot read", exc) from exc
-            self._cursor = row[0] or 0
+            self._last = last
+            self._reset = False
         return entries
 
     def changes(self, *, resume: bool = False) -> Entries | None:
+        """What was written after the cursor, or None when the file was replaced or rolled back.
+
+        Every call checks, so `resume` (the previous read failed) needs nothing more.
+        """
+        del resume
         entries = Entries()
         with self._lock:
             try:
-                if resume:
-                    # AUTOINCREMENT's high-water mark only falls when the file was replaced.
-                    row = self._db.execute(
-                        "SELECT seq FROM sqlite_sequence WHERE name = 'revocations'"
-                    ).fetchone()
-                    if (row[0] if row else 0) < self._cursor:
-                        return None
+                db = self._current()
+                if self._reset:
+                    return None
+                row = db.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'revocations'"
+                ).fetchone()
+                if (row[0] if row else 0) < self._cursor:
+                    return None  # AUTOINCREMENT's high-water mark went back: rolled back
                 while True:
-                    rows = self._db.execute(
-                        "SELECT id, kind, key, value FROM revocations WHERE id > ? "
-                        "ORDER BY id LIMIT ?",
+                    # From the cursor's own row on: it must still be the row read.
+                    rows = db.execute(
+                        "SELECT id, kind, key, value, expires_at FROM revocations "
+                        "WHERE id >= ? ORDER BY id LIMIT ?",
                         (self._cursor, _BATCH),
                     ).fetchall()
-                    for row_id, kind, key, value in rows:
-                        entries.add(kind, key, value)
-                        self._cursor = row_id
+                    if self._rolled_back(rows):
+                        return None
+                    for row in rows:
+                        if row[0] > self._cursor:
+                            entries.add(row[1], row[2], row[3])
+                            self._last = row
                     if len(rows) < _BATCH:
                         return entries
             except sqlite3.Error as exc:
@@ -126,18 +163,19 @@ class SqliteStore:
         rows += [("sub", k, v, v + sub_life) for k, v in entries.subs.items()]
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                db = self._current()
+                db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.executemany(
+                    db.executemany(
                         "INSERT INTO revocations (kind, key, value, expires_at) "
                         "VALUES (?, ?, ?, ?)",
                         rows,
                     )
-                    self._db.execute("DELETE FROM revocations WHERE expires_at < ?", (now,))
+                    db.execute("DELETE FROM revocations WHERE expires_at < ?", (now,))
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise self._error("cannot write", exc) from exc
 
@@ -145,13 +183,81 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    @property
+    def _cursor(self) -> int:
+        return 0 if self._last is None else self._last[0]
+
+    def _current(self) -> sqlite3.Connection:
+        """The connection to the file now at the path: reopened when another file took its place."""
+        try:
+            info = os.stat(self.path, follow_symlinks=False)
+            identity: Identity | None = (info.st_dev, info.st_ino)
+        except FileNotFoundError:
+            identity = None
+        except OSError as exc:
+            raise self._error("cannot stat", exc) from exc
+        if self._db is not None and identity == self._identity:
+            return self._db
+        if self._db is not None:
+            log.warning(
+                "%s was moved, deleted or replaced; reopening the file now at that path",
+                self.description,
+            )
             self._db.close()
+            self._db = None
+        try:
+            self._db, self._identity = _open(self.path)
+        except ConfigError as exc:
+            raise RevocationStoreError(str(exc)) from exc
+        self._reset = True
+        return self._db
+
+    def _rolled_back(self, rows: list[Row]) -> bool:
+        """True when `rows` (from the cursor on) do not begin with the last row read.
+
+        New rows may already have brought the high-water mark back above the
+        cursor after a rollback; the row at the cursor tells, unless it expired
+        and a write purged it since.
+        """
+        if self._last is None:
+            return False
+        if rows and rows[0][0] == self._last[0]:
+            return tuple(rows[0]) != self._last
+        return self._last[4] >= int(self._clock())
 
     def _error(self, what: str, exc: BaseException) -> RevocationStoreError:
-        return RevocationStoreError(
-            f"{what} the revocation database {self.path}: {exc}; check MCP_REVOCATION_URL, "
-            "the directory's permissions, or move a damaged file aside"
+        return _store_error(what, self.path, exc)
+
+
+def _store_error(what: str, path: Path, exc: BaseException) -> RevocationStoreError:
+    return RevocationStoreError(
+        f"{what} the revocation database {path}: {exc}; check MCP_REVOCATION_URL, "
+        "the directory's permissions, or move a damaged file aside"
+    )
+
+
+def _open(path: Path) -> tuple[sqlite3.Connection, Identity]:
+    """A configured connection to the regular file at `path` (created 0600), and its identity."""
+    identity = _create_private(path)
+    _refuse_linked_sidecars(path)
+    try:
+        db = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
         )
+    except sqlite3.Error as exc:
+        raise _store_error("cannot open", path, exc) from exc
+    try:
+        _check_same_file(db, path, identity)  # before anything is written through it
+        _configure(db, path)
+        _refuse_linked_sidecars(path)
+    except BaseException:
+        db.close()
+        raise
+    return db, identity
 
 
 def _configure(db: sqlite3.Connection, path: Path) -> None:
@@ -171,10 +277,16 @@ def _configure(db: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def _create_private(path: Path) -> None:
-    """Create the file 0600 before SQLite opens it; tighten an existing file we own."""
+def _create_private(path: Path) -> Identity:
+    """Create the file 0600 or tighten a loose one, without following a link; its identity.
+
+    A link, a non-regular file or another user's file is a ConfigError (from
+    `open_private`), so nothing is created, chmodded or written through it.
+    Our descriptor is closed before SQLite opens the file: closing one later
+    would drop every POSIX lock this process holds on the file, SQLite's too.
+    """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT, what=_WHAT)
     except OSError as exc:
         raise RevocationStoreError(
             f"cannot open the revocation database {path}: {exc.strerror}; "
@@ -182,11 +294,40 @@ def _create_private(path: Path) -> None:
         ) from exc
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise RevocationStoreError(
-                f"the revocation database {path} is not a regular file; fix MCP_REVOCATION_URL"
-            )
-        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        if info.st_mode & 0o077:
             os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+    return info.st_dev, info.st_ino
+
+
+def _refuse_linked_sidecars(path: Path) -> None:
+    """SQLite opens `path`-wal and `path`-shm by name, following links: refuse a planted one."""
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        try:
+            mode = os.stat(sidecar, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise _store_error("cannot check", sidecar, exc) from exc
+        if not stat.S_ISREG(mode):
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise ConfigError(
+                f"{sidecar}, beside {_WHAT}, is {kind}, which SQLite would write through; "
+                "remove it (SQLite recreates it as a file)"
+            )
+
+
+def _check_same_file(db: sqlite3.Connection, path: Path, identity: Identity) -> None:
+    """Refuse when the file SQLite opened is not the one checked (a link swapped in meanwhile)."""
+    try:
+        opened = db.execute("PRAGMA database_list").fetchone()[2]
+        seen = [os.stat(opened), os.stat(path, follow_symlinks=False)]
+    except (sqlite3.Error, OSError) as exc:
+        raise _store_error("cannot check", path, exc) from exc
+    if any((info.st_dev, info.st_ino) != identity for info in seen):
+        raise ConfigError(
+            f"{_WHAT} {path} was replaced while it was being opened; "
+            "check that nothing else writes its directory, then retry"
+        )

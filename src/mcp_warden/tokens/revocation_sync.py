@@ -81,7 +81,8 @@ class Store(Protocol):
         """Every unexpired entry, and move the cursor to the store's current end."""
 
     def changes(self, *, resume: bool = False) -> Entries | None:
-        """Entries written after the cursor (advancing it), or None when the store was reset.
+        """Entries written after the cursor (advancing it), or None when the store was reset
+        (emptied, replaced or rolled back behind the cursor): the reader then reloads.
 
         `resume`: the previous read failed; return None too unless the store can
         show that nothing written after the cursor was lost meanwhile.
