@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from mcp_warden.credentials import files
+from mcp_warden.credentials import bindings, files
 from mcp_warden.credentials.auditlog import RotationLog
+from mcp_warden.credentials.bindings import bindings_path
 from mcp_warden.credentials.envelope import Envelope, cipher
 from mcp_warden.credentials.errors import DecryptionFailed
-from mcp_warden.credentials.rotation import previous_path
-from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.credentials.store import CredentialStore, previous_path
 from tests.support.credentials import LOG, STORE, cred_env, new_key
 from tests.support.procs import REPO, stop
 
@@ -43,7 +43,7 @@ def test_eight_processes_times_fifty_sets_lose_nothing(tmp_path: Path) -> None:
     for i in range(8):
         for k in range(10):
             assert store.load(f"p{i}_{k}") == f"p{i}-value-{40 + k}"
-    log = RotationLog(tmp_path / LOG, "check")
+    log = RotationLog(tmp_path / LOG, "check", key=bytes.fromhex(key))
     assert log.verify().lines == 400
     assert Counter(e.action for e in log.events()) == {"created": 80, "rotated": 320}
     kept = files.read_object(previous_path(tmp_path / STORE)) or {}
@@ -97,6 +97,18 @@ def _check(
     for name, envelope in previous.items():
         assert prev_key is not None
         assert Envelope.parse(str(envelope)).open(cipher(prev_key)).decode() in ever[name]
+    # every entry is bound (under either key) at every kill: no crash makes one look swapped
+    read = bindings.read(bindings_path(tmp_path / STORE))
+    bound = read[1] if read is not None else bindings.Bindings()
+    binder = bindings.Binder(*keys)
+    sections: tuple[tuple[bindings.Section, dict[str, object]], ...] = (
+        ("entries", entries),
+        ("previous", previous),
+    )
+    for section, found in sections:
+        for name, envelope in found.items():
+            verdict = binder.verdict(section, name, str(envelope), bound)
+            assert verdict.status is bindings.Status.BOUND, (section, name, verdict)
 
 
 def test_sigkill_during_set_rotate_and_rekey_never_loses_committed_entries(
@@ -169,4 +181,5 @@ def test_sigkill_during_set_rotate_and_rekey_never_loses_committed_entries(
     assert kills >= 200, (seed, kills, killed_during)
     for op in ("set", "rotate", "rekey"):
         assert killed_during[op] >= 10, (seed, killed_during)
-    RotationLog(tmp_path / LOG, "check").verify()  # every kill left a chain that verifies
+    # every kill left a chain that verifies, wholly under one of the two keys
+    RotationLog(tmp_path / LOG, "check", key=keys[0], next_key=keys[1]).verify()
