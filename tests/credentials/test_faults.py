@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import secrets
@@ -48,6 +49,31 @@ def test_eight_processes_times_fifty_sets_lose_nothing(tmp_path: Path) -> None:
     assert Counter(e.action for e in log.events()) == {"created": 80, "rotated": 320}
     kept = files.read_object(previous_path(tmp_path / STORE)) or {}
     assert len(kept) == 80  # every name's previous value (its 4th of 5 sets) is kept
+
+
+def test_readers_never_see_a_rotation_as_a_swapped_or_unbound_entry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server's `load` runs without the lock while writers rotate: no false alarm, ever."""
+    key = new_key()
+    env = cred_env(tmp_path, key)
+    store = CredentialStore(tmp_path / STORE, bytes.fromhex(key))
+    procs = [
+        subprocess.Popen([*WORKERS, "sets", f"p{i}", "60"], env=env, cwd=REPO) for i in range(3)
+    ]
+    loads = 0
+    try:
+        with caplog.at_level(logging.WARNING, logger="mcp_warden.credentials"):
+            while any(proc.poll() is None for proc in procs):
+                for name in store.names():
+                    store.load(name)  # BindingMismatch here would fail the test
+                    loads += 1
+    finally:
+        for proc in procs:
+            assert proc.wait(timeout=120) == 0
+    assert loads > 100, loads
+    assert "not bound" not in caplog.text
+    assert len(store.names()) == 30
 
 
 @dataclass

@@ -50,7 +50,7 @@ from mcp_warden.credentials.keyed import BINDING_INFO, derive, mac, same
 Section = Literal["entries", "previous"]
 SECTIONS: tuple[Section, ...] = ("entries", "previous")
 VERSION = 1
-_MAC = re.compile(r"[0-9a-f]{64}")
+_MACS = re.compile(r"[0-9a-f]{64}(?:,[0-9a-f]{64})*")
 _Macs = dict[str, tuple[str, ...]]
 
 
@@ -102,21 +102,22 @@ class Binder:
     """MACs under the binding key of each master key given (the first one writes)."""
 
     def __init__(self, *master_keys: bytes) -> None:
-        self._keys = tuple(derive(key, BINDING_INFO) for key in master_keys)
+        self._masters = master_keys
+        self._derived: tuple[bytes, ...] | None = None
 
     def mac(self, section: Section, name: str, envelope: str) -> str:
         """The MAC that binds `envelope` to `name` in `section`, under the writing key."""
-        return mac(self._keys[0], _message(section, name, envelope))
+        return mac(self._keys()[0], _message(section, name, envelope))
 
     def verdict(self, section: Section, name: str, envelope: str, bindings: Bindings) -> Verdict:
         """Whether `envelope`, stored as `name` in `section`, is bound, unbound or swapped."""
         listed = bindings.section(section).get(name, ())
         if listed:
-            for key in self._keys:
+            for key in self._keys():
                 own = mac(key, _message(section, name, envelope))
                 if any(same(own, m) for m in listed):
                     return BOUND
-        for key in self._keys:
+        for key in self._keys():
             for other_section in SECTIONS:
                 for other, macs in bindings.section(other_section).items():
                     if other_section == section and other == name:
@@ -125,6 +126,11 @@ class Binder:
                     if any(same(theirs, m) for m in macs):
                         return Verdict(Status.SWAPPED, _describe(other_section, other))
         return UNBOUND
+
+    def _keys(self) -> tuple[bytes, ...]:
+        if self._derived is None:  # derived on first use: a store that never checks pays nothing
+            self._derived = tuple(derive(key, BINDING_INFO) for key in self._masters)
+        return self._derived
 
 
 def read(path: Path) -> tuple[files.Signature, Bindings] | None:
@@ -152,7 +158,7 @@ def parse(path: Path, data: bytes) -> Bindings:
     sections: list[_Macs] = []
     for section in SECTIONS:
         raw = document[section]
-        if not isinstance(raw, dict) or not all(_is_mac_list(v) for v in raw.values()):
+        if not isinstance(raw, dict) or not _are_mac_lists(list(raw.values())):
             raise CorruptStore(f"{path} has a malformed {section!r} section; {fix}")
         sections.append({name: tuple(macs) for name, macs in raw.items()})
     return Bindings(*sections)
@@ -166,11 +172,13 @@ def signature(path: Path) -> files.Signature | None:
         return None
 
 
-def _is_mac_list(value: object) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) > 0
-        and all(isinstance(m, str) and _MAC.fullmatch(m) is not None for m in value)
+def _are_mac_lists(values: list[object]) -> bool:
+    """Whether each value is a non-empty list of MACs (one regex for all: `load` reads this)."""
+    if not all(isinstance(v, list) and v for v in values):
+        return False
+    macs = [m for v in values if isinstance(v, list) for m in v]
+    return all(isinstance(m, str) for m in macs) and (
+        not macs or _MACS.fullmatch(",".join(macs)) is not None
     )
 
 

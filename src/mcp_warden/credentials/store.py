@@ -2,10 +2,10 @@
 
 Reading (`load`, the per-request path) takes no lock: writers replace the
 file atomically (see `files`), so a reader sees a whole old file or a whole
-new one. `load` stats the store and its bindings file on every call and
-re-reads and re-parses them only when one changed (device, inode, size,
-mtime_ns, ctime_ns), so a file replaced by another process (a rotation) is
-used on the next call, with no restart. It caches the parsed envelopes
+new one. `load` stats the store on every call and re-reads and re-parses it
+and its bindings file only when it changed (device, inode, size, mtime_ns,
+ctime_ns), so a file replaced by another process (a rotation) is used on the
+next call, with no restart. It caches the parsed envelopes
 (ciphertext), each entry's binding verdict and the AES-GCM object, never a
 plaintext: each call decrypts and hands the plaintext to the caller.
 
@@ -94,7 +94,6 @@ class _Checked:
 @dataclass(frozen=True)
 class _Snapshot:
     signature: files.Signature | None
-    bindings_signature: files.Signature | None
     entries: dict[str, object]
     bindings: Bindings
     checked: dict[str, _Checked] = field(default_factory=dict)
@@ -221,12 +220,12 @@ class CredentialStore:
         return _Checked(envelope, None)
 
     def _current(self) -> _Snapshot:
+        # Only the store is stat'ed per call: verdicts are about the store's content, and
+        # every write of a new envelope changes the store. A bindings file changed alone
+        # (`cred verify --bind`) is seen with the store's next change; until then the
+        # cached verdicts stay true of the unchanged entries.
         snapshot = self._snapshot
-        if (
-            snapshot is not None
-            and snapshot.signature == _signature(self._path)
-            and snapshot.bindings_signature == _signature(self._bindings_path)
-        ):
+        if snapshot is not None and snapshot.signature == _signature(self._path):
             return snapshot
         return self._read()
 
@@ -238,7 +237,6 @@ class CredentialStore:
             side_signature = side[0] if side is not None else None
             snapshot = _Snapshot(
                 store[0] if store is not None else None,
-                side_signature,
                 files.parse_object(self.path, store[1]) if store is not None else {},
                 side[1] if side is not None else Bindings(),
             )
