@@ -8,5 +8,6 @@
 - `keyed`: the HKDF keys (log, bindings) derived from the master key, and HMACs.
 - `rekey`: re-encryption under a new master key, resumable after a crash.
 - `fernet_import`: migration from the tutorial's Fernet store.
-- `files`: atomic writes, strict JSON reads, no-follow opens, the writers' lock. `errors`: one class per concern.
+- `files`: atomic writes, strict JSON reads, no-follow opens, the writers' lock.
+- `errors`: one class per concern.
 """

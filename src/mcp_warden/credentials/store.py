@@ -9,11 +9,12 @@ next call, with no restart. It caches the parsed envelopes
 (ciphertext), each entry's binding verdict and the AES-GCM object, never a
 plaintext: each call decrypts and hands the plaintext to the caller.
 
-Every entry is checked against its binding (`bindings`) before it is
-decrypted: an envelope that mcp-warden bound to another name, or a kept
-previous value copied back, is refused (BindingMismatch, naming both); an
-entry with no binding (added or replaced by a Node writer) is readable, with
-one warning per process.
+Every entry is checked against its binding (`bindings`) before its
+plaintext is handed out, once per change of the store (the verdict is
+cached with the snapshot): an envelope that mcp-warden bound to another
+name, or a kept previous value copied back, is refused (BindingMismatch,
+naming both); an entry with no binding (added or replaced by a Node writer)
+is readable, with one warning per process.
 
 Writing goes through a `Transaction`: the writers' file lock, a strict read
 (a file that does not parse is never overwritten), changes, the bindings
@@ -442,6 +443,7 @@ class Transaction:
             both = self._bound.union(final)
             if both != self._bound:
                 bindings.write(target, both)
+                self._bound = both
             writes = []
             if self._previous_dirty:
                 writes.append((self.previous_path, self.previous))
