@@ -99,6 +99,7 @@ def rekey(
     targets = (previous_path(store_path), store_path)
     journal = rekey_journal(store_path)
     with files.locked(store_path, lock_timeout):
+        files.refuse_link(journal, "the re-key journal")
         for target in (*targets, bindings_path(store_path)):
             files.remove_stale_temps(target)
         start = _resume_point(journal, new)
