@@ -3,6 +3,11 @@
 The baseline is the tutorial's Python variant, re-created here: every call
 builds a Fernet from the key, reads the file, parses the JSON and decrypts.
 Both stores hold the same 11 credentials; both run in this process, same run.
+
+Our `load` includes the entry-binding check (issue 8): with the store
+unchanged it is a cached verdict; on a new or just-rotated file it also
+reads and parses the bindings file, derives the binding key (a new store
+object) and computes one HMAC.
 """
 
 from __future__ import annotations

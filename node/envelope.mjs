@@ -2,6 +2,9 @@
 //
 //   MCP_ENCRYPTION_KEY=<64 hex> node envelope.mjs write FILE   < {"name": "value", ...}
 //       writes FILE as {name: encrypt(value, key)} (a store, as the tutorial's code would)
+//   MCP_ENCRYPTION_KEY=<64 hex> node envelope.mjs add FILE     < {"name": "value", ...}
+//       sets those entries in the existing store FILE, keeping the others (a Node service
+//       writing into the same JSON: read, encrypt, write back)
 //   MCP_ENCRYPTION_KEY=<64 hex> node envelope.mjs read FILE    < ["name", ...]
 //       prints {"name": decrypt(JSON.parse(fs.readFileSync(FILE))[name], key), ...}
 //
@@ -38,11 +41,15 @@ if (command === "write") {
   const store = {};
   for (const [name, value] of Object.entries(input)) store[name] = encrypt(value, key);
   fs.writeFileSync(file, JSON.stringify(store, null, 2), { mode: 0o600 });
+} else if (command === "add") {
+  const store = JSON.parse(fs.readFileSync(file, "utf8"));
+  for (const [name, value] of Object.entries(input)) store[name] = encrypt(value, key);
+  fs.writeFileSync(file, JSON.stringify(store, null, 2));
 } else if (command === "read") {
   const values = {};
   for (const name of input) values[name] = decrypt(JSON.parse(fs.readFileSync(file))[name], key);
   process.stdout.write(JSON.stringify(values));
 } else {
-  console.error(`usage: node envelope.mjs write|read FILE (got ${command})`);
+  console.error(`usage: node envelope.mjs write|add|read FILE (got ${command})`);
   process.exit(2);
 }

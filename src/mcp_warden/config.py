@@ -112,18 +112,29 @@ class Settings:
 
 
 def _actor(configured: str | None, env: Mapping[str, str]) -> str:
-    """Who the rotation log names: MCP_ACTOR, else user@host."""
-    if configured is None:
-        user = env.get("USER") or env.get("LOGNAME")
-        if not user:
-            try:
-                user = pwd.getpwuid(os.getuid()).pw_name
-            except KeyError:
-                user = f"uid{os.getuid()}"
-        return f"{user}@{socket.gethostname()}"
-    if len(configured) > 200 or not configured.isprintable():
-        raise ConfigError("MCP_ACTOR must be at most 200 printable characters")
-    return configured
+    """Who the rotation log names: MCP_ACTOR, else user@host (checked the same way)."""
+    if configured is not None:
+        return _check_actor(configured, "MCP_ACTOR must be at most 200 printable characters")
+    variable = "USER" if env.get("USER") else "LOGNAME"
+    user = env.get(variable)
+    if not user:
+        variable = "the user name"
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            user = f"uid{os.getuid()}"
+    return _check_actor(
+        f"{user}@{socket.gethostname()}",
+        f"{variable}@host, the rotation log's actor when MCP_ACTOR is not set, must be at "
+        "most 200 printable characters; set MCP_ACTOR to who you are",
+    )
+
+
+def _check_actor(actor: str, error: str) -> str:
+    # A newline or escape sequence in the actor would forge lines in `cred log`'s display.
+    if len(actor) > 200 or not actor.isprintable():
+        raise ConfigError(error)
+    return actor
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -92,15 +92,19 @@ def test_failed_checks_exit_1_with_one_line(tmp_path: Path) -> None:
 
 
 def test_due_exits_1_when_a_credential_is_due(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    key = new_key()
+    env = cred_env(tmp_path, key)
     ok(run_cli(["cred", "set", "fresh"], env, input="v"))
     ok(run_cli(["cred", "set", "stale"], env, input="v"))
     assert "no credential is due" in ok(run_cli(["cred", "due"], env)).stdout
     # the log says "stale" was last set 40 days ago
     long_ago = datetime.now(UTC) - timedelta(days=40)
     (tmp_path / LOG).unlink()
-    RotationLog(tmp_path / LOG, "tester", clock=lambda: long_ago).append("stale", "created")
-    RotationLog(tmp_path / LOG, "tester").append("fresh", "created")
+    master = bytes.fromhex(key)
+    RotationLog(tmp_path / LOG, "tester", key=master, clock=lambda: long_ago).append(
+        "stale", "created"
+    )
+    RotationLog(tmp_path / LOG, "tester", key=master).append("fresh", "created")
     due = run_cli(["cred", "due"], env)
     assert due.returncode == 1
     assert due.stdout.splitlines() == ["stale: due (age 40 d, max 30 d)"]
@@ -113,8 +117,9 @@ def test_due_exits_1_when_a_credential_is_due(tmp_path: Path) -> None:
 def test_log_verify_finds_an_edited_reordered_or_deleted_line(tmp_path: Path) -> None:
     key = new_key()
     env = cred_env(tmp_path, key)
+    master = bytes.fromhex(key)
     rotator = Rotator(
-        CredentialStore(tmp_path / STORE, bytes.fromhex(key)), RotationLog(tmp_path / LOG, "t")
+        CredentialStore(tmp_path / STORE, master), RotationLog(tmp_path / LOG, "t", key=master)
     )
     for name in "abcd":
         rotator.set(name, "v")

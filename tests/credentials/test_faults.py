@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import secrets
@@ -16,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from mcp_warden.credentials import files
+from mcp_warden.credentials import bindings, files
 from mcp_warden.credentials.auditlog import RotationLog
+from mcp_warden.credentials.bindings import bindings_path
 from mcp_warden.credentials.envelope import Envelope, cipher
 from mcp_warden.credentials.errors import DecryptionFailed
-from mcp_warden.credentials.rotation import previous_path
-from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.credentials.store import CredentialStore, previous_path
 from tests.support.credentials import LOG, STORE, cred_env, new_key
 from tests.support.procs import REPO, stop
 
@@ -43,11 +44,36 @@ def test_eight_processes_times_fifty_sets_lose_nothing(tmp_path: Path) -> None:
     for i in range(8):
         for k in range(10):
             assert store.load(f"p{i}_{k}") == f"p{i}-value-{40 + k}"
-    log = RotationLog(tmp_path / LOG, "check")
+    log = RotationLog(tmp_path / LOG, "check", key=bytes.fromhex(key))
     assert log.verify().lines == 400
     assert Counter(e.action for e in log.events()) == {"created": 80, "rotated": 320}
     kept = files.read_object(previous_path(tmp_path / STORE)) or {}
     assert len(kept) == 80  # every name's previous value (its 4th of 5 sets) is kept
+
+
+def test_readers_never_see_a_rotation_as_a_swapped_or_unbound_entry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server's `load` runs without the lock while writers rotate: no false alarm, ever."""
+    key = new_key()
+    env = cred_env(tmp_path, key)
+    store = CredentialStore(tmp_path / STORE, bytes.fromhex(key))
+    procs = [
+        subprocess.Popen([*WORKERS, "sets", f"p{i}", "60"], env=env, cwd=REPO) for i in range(3)
+    ]
+    loads = 0
+    try:
+        with caplog.at_level(logging.WARNING, logger="mcp_warden.credentials"):
+            while any(proc.poll() is None for proc in procs):
+                for name in store.names():
+                    store.load(name)  # BindingMismatch here would fail the test
+                    loads += 1
+    finally:
+        for proc in procs:
+            assert proc.wait(timeout=120) == 0
+    assert loads > 100, loads
+    assert "not bound" not in caplog.text
+    assert len(store.names()) == 30
 
 
 @dataclass
@@ -97,6 +123,18 @@ def _check(
     for name, envelope in previous.items():
         assert prev_key is not None
         assert Envelope.parse(str(envelope)).open(cipher(prev_key)).decode() in ever[name]
+    # every entry is bound (under either key) at every kill: no crash makes one look swapped
+    read = bindings.read(bindings_path(tmp_path / STORE))
+    bound = read[1] if read is not None else bindings.Bindings()
+    binder = bindings.Binder(*keys)
+    sections: tuple[tuple[bindings.Section, dict[str, object]], ...] = (
+        ("entries", entries),
+        ("previous", previous),
+    )
+    for section, found in sections:
+        for name, envelope in found.items():
+            verdict = binder.verdict(section, name, str(envelope), bound)
+            assert verdict.status is bindings.Status.BOUND, (section, name, verdict)
 
 
 def test_sigkill_during_set_rotate_and_rekey_never_loses_committed_entries(
@@ -169,4 +207,5 @@ def test_sigkill_during_set_rotate_and_rekey_never_loses_committed_entries(
     assert kills >= 200, (seed, kills, killed_during)
     for op in ("set", "rotate", "rekey"):
         assert killed_during[op] >= 10, (seed, killed_during)
-    RotationLog(tmp_path / LOG, "check").verify()  # every kill left a chain that verifies
+    # every kill left a chain that verifies, wholly under one of the two keys
+    RotationLog(tmp_path / LOG, "check", key=keys[0], next_key=keys[1]).verify()

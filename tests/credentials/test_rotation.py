@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mcp_warden.config import Settings
 from mcp_warden.credentials import files, rekey
 from mcp_warden.credentials.auditlog import GENESIS, RotationLog
+from mcp_warden.credentials.bindings import bindings_path
 from mcp_warden.credentials.envelope import decrypt
 from mcp_warden.credentials.errors import (
     CredentialNotFound,
@@ -22,8 +26,8 @@ from mcp_warden.credentials.errors import (
     RotationCheckFailed,
 )
 from mcp_warden.credentials.fernet_import import import_fernet, parse_fernet_key
-from mcp_warden.credentials.rotation import Rotator, previous_path
-from mcp_warden.credentials.store import CredentialStore, rekey_journal
+from mcp_warden.credentials.rotation import Rotator
+from mcp_warden.credentials.store import CredentialStore, previous_path, rekey_journal
 from mcp_warden.errors import ConfigError
 from tests.support.credentials import new_key, tutorial_store_credential
 
@@ -53,7 +57,8 @@ def key() -> bytes:
 @pytest.fixture
 def rotator(tmp_path: Path, key: bytes, clock: Clock) -> Rotator:
     store = CredentialStore(tmp_path / "mcp_credentials.enc", key)
-    return Rotator(store, RotationLog(tmp_path / "rotation_log.jsonl", "tester", clock=clock))
+    log = RotationLog(tmp_path / "rotation_log.jsonl", "tester", key=key, clock=clock)
+    return Rotator(store, log)
 
 
 def entries(path: Path) -> dict[str, object]:
@@ -171,7 +176,7 @@ def test_a_credential_the_log_does_not_know_is_due(rotator: Rotator) -> None:
     assert [a.set_at for a in rotator.ages()] == [None]
 
 
-def test_log_lines_are_hash_chained(rotator: Rotator) -> None:
+def test_log_lines_are_hash_chained(rotator: Rotator, key: bytes) -> None:
     rotator.set("a", "1")
     rotator.set("b", "2")
     lines = rotator.log.path.read_bytes().splitlines()
@@ -179,7 +184,11 @@ def test_log_lines_are_hash_chained(rotator: Rotator) -> None:
     assert first["prev"] == GENESIS
 
     assert second["prev"] == hashlib.sha256(lines[0]).hexdigest()
-    assert list(first) == ["time", "credential", "action", "actor", "prev"]
+    assert list(first) == ["time", "credential", "action", "actor", "prev", "mac"]
+    log_key = HKDF(hashes.SHA256(), 32, salt=None, info=b"mcp-warden rotation-log v1").derive(key)
+    for line, record in zip(lines, (first, second), strict=True):
+        body = line[: line.index(b',"mac":')] + b"}"  # the line up to `prev`
+        assert record["mac"] == hmac.new(log_key, body, "sha256").hexdigest()
     assert first["actor"] == "tester"
     assert first["time"] == "2026-01-01T00:00:00.000000Z"
     summary = rotator.log.verify()
@@ -304,7 +313,11 @@ def test_an_interrupted_rekey_is_finished_by_running_it_again(
         rekey.rekey(rotator.store.path, key, new, rotator.log)
     monkeypatch.setattr(files, "write_atomic", real)
     # journal and .previous written under the new key; the store still wholly under the old
-    assert writes == [rekey_journal(rotator.store.path), previous_path(rotator.store.path)]
+    assert writes == [
+        rekey_journal(rotator.store.path),
+        bindings_path(rotator.store.path),  # old and new bindings listed, for readers
+        previous_path(rotator.store.path),
+    ]
     assert rotator.store.load("a") == "a2"
     with pytest.raises(RekeyPending):
         rotator.set("c", "c1")

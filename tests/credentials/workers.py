@@ -41,7 +41,7 @@ def _paths() -> tuple[Path, Path]:
 def sets(prefix: str, count: int) -> None:
     store_path, log_path = _paths()
     key = bytes.fromhex(os.environ["MCP_ENCRYPTION_KEY"])
-    rotator = Rotator(CredentialStore(store_path, key), RotationLog(log_path, prefix))
+    rotator = Rotator(CredentialStore(store_path, key), RotationLog(log_path, prefix, key=key))
     for j in range(count):
         rotator.set(f"{prefix}_{j % 10}", f"{prefix}-value-{j}")
 
@@ -78,14 +78,14 @@ def chaos(seed: int) -> None:
     store_path, log_path = _paths()
     keys = (bytes.fromhex(os.environ["CHAOS_KEY_A"]), bytes.fromhex(os.environ["CHAOS_KEY_B"]))
     rng = random.Random(seed)
-    log = RotationLog(log_path, f"chaos-{seed}")
+    log = RotationLog(log_path, f"chaos-{seed}")  # rekey signs it under the keys it is given
     key = _recover(store_path, log, keys)
     deadline = time.monotonic() + MAX_SECONDS
     for i in itertools.count():
         if time.monotonic() > deadline:
             _say("finished")
             return
-        rotator = Rotator(CredentialStore(store_path, key), log)
+        rotator = Rotator(CredentialStore(store_path, key), log.under(key))
         existing = rotator.store.names()
         roll = rng.random()
         if roll < 0.25:

@@ -154,21 +154,93 @@ def due(ctx: click.Context, max_age_days: int | None) -> None:
 
 
 @cred.command()
-@click.option("--verify", is_flag=True, help="check every line and the hash chain")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="check every line, the hash chain and its keyed MACs (needs MCP_ENCRYPTION_KEY)",
+)
 @click.pass_context
 def log(ctx: click.Context, verify: bool) -> None:
-    """Print the rotation log, or verify its hash chain (exit 1 when broken)."""
-    rotation_log = _log(settings(ctx))
+    """Print the rotation log, or verify it (exit 1 when a line was changed)."""
+    s = settings(ctx)
     if verify:
-        summary = rotation_log.verify()
-        click.echo(
-            f"{rotation_log.path}: {summary.lines} lines verified; head sha256 {summary.head} "
-            "(record it: a bare chain cannot show lines cut from the end)"
-        )
+        _verify_log(s)
         return
-    for event in rotation_log.events():
+    for event in _log(s).events():
         stamp = event.time.strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(f"{stamp}Z  {event.action:<13} {event.credential}  by {event.actor}")
+        click.echo(
+            f"{stamp}Z  {event.action:<13} {shown(event.credential)}  by {shown(event.actor)}"
+        )
+
+
+def _verify_log(s: Settings) -> None:
+    new = s.new_encryption_key
+    rotation_log = RotationLog(
+        s.rotation_log,
+        s.actor,
+        key=parse_key(s.encryption_key) if s.encryption_key is not None else None,
+        next_key=parse_key(new, "MCP_NEW_ENCRYPTION_KEY") if new is not None else None,
+    )
+    summary = rotation_log.verify()
+    path, legacy = rotation_log.path, summary.legacy
+    if summary.lines and legacy == summary.lines:
+        _warn(
+            f"no line of {path} is keyed: it was written before mcp-warden keyed its log (the "
+            "next logged change keys it from then on), or someone removed its keys; its hash "
+            "chain alone does not show who wrote it"
+        )
+    elif legacy:
+        _warn(
+            f"lines 1-{legacy} of {path} predate the keyed log; line {legacy + 1}, the first "
+            "keyed line, vouches for them only as they were when it was written"
+        )
+    click.echo(
+        f"{path}: {summary.lines} lines verified ({summary.lines - legacy} keyed); head sha256 "
+        f"{summary.head} (record it: a chain cannot show lines cut from the end)"
+    )
+
+
+@cred.command("verify")
+@click.option(
+    "--bind",
+    is_flag=True,
+    help="first bind the entries written outside mcp-warden (check their values first)",
+)
+@click.pass_context
+def verify_(ctx: click.Context, bind: bool) -> None:
+    """Check that every entry opens and is bound to its name (exit 1 when one is not)."""
+    s = settings(ctx)
+    if bind:
+        for name in Rotator.from_settings(s).bind():
+            click.echo(f"{shown(name)}: bound now")
+    store = CredentialStore.from_settings(s)
+    failed = unbound = 0
+    checks = store.check()
+    for check in checks:
+        label = shown(check.name) + (" (previous value)" if check.section == "previous" else "")
+        if check.status == "ok":
+            click.echo(f"{label}: ok")
+        elif check.status == "unbound":
+            unbound += 1
+            click.echo(f"{label}: unbound ({check.detail})")
+        else:
+            failed += 1
+            click.echo(f"{label}: {check.status.upper()}: {shown(check.detail)}")
+    if unbound:
+        _warn(
+            f"{unbound} entr{'y is' if unbound == 1 else 'ies are'} not bound: added or replaced "
+            "outside mcp-warden (a Node service?); check the values, then bind them with "
+            "`mcp-warden cred verify --bind`"
+        )
+    if failed:
+        click.echo(
+            f"mcp-warden: {failed} entr{'y' if failed == 1 else 'ies'} of {store.path} failed the "
+            "check; set each again with `mcp-warden cred set NAME` or restore the store, its "
+            ".previous and .bindings files from a backup",
+            err=True,
+        )
+        ctx.exit(1)
+    click.echo(f"{store.path}: {len(checks) - unbound} of {len(checks)} entries bound and opening")
 
 
 @cred.command("rekey")
@@ -225,7 +297,17 @@ def read_value(name: str) -> str:
 
 
 def _log(s: Settings) -> RotationLog:
+    """The log for reading its events (no key needed; `cred log --verify` uses one)."""
     return RotationLog(s.rotation_log, s.actor)
+
+
+def shown(text: str) -> str:
+    """`text` with non-printable characters escaped, so a displayed log line stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"mcp-warden: warning: {message}", err=True)
 
 
 def _age_text(age: CredentialAge, now: datetime) -> str:

@@ -53,3 +53,7 @@ class RotationCheckFailed(CredentialError):
 
 class LogCorrupt(CredentialError):
     """The rotation log does not parse or its hash chain is broken."""
+
+
+class BindingMismatch(CredentialError):
+    """An entry holds an envelope mcp-warden bound to another name (or a kept previous value)."""

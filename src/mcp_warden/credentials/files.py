@@ -176,6 +176,20 @@ def open_private(path: Path, flags: int, *, what: str, mode: int = 0o600) -> int
     return fd
 
 
+def refuse_link(path: Path, what: str) -> None:
+    """ConfigError when `path` is a symbolic link (call under the lock, before replacing it).
+
+    Atomic writes rename a new file over `path`: through a link they would
+    replace the link, not the file it points to, and readers of the real file
+    would never see the change.
+    """
+    if path.is_symlink():
+        raise ConfigError(
+            f"{what} {path} is a symbolic link; mcp-warden does not follow links to its "
+            "files: point the setting at the real file or remove the link"
+        )
+
+
 def _check_own_regular_file(path: Path, st: os.stat_result, what: str) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{what} {path} is not a regular file; fix the path")
@@ -214,6 +228,13 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
         raise StoreBusy(
             f"another process has held {lock_path} for over {timeout:g} s; "
             "wait for it to finish and retry"
+        ) from None
+    except OSError as exc:  # filelock opens the lock file with O_NOFOLLOW
+        if exc.errno != errno.ELOOP:
+            raise
+        raise ConfigError(
+            f"the lock file {lock_path} is a symbolic link; mcp-warden does not follow links "
+            "to its files: remove the link"
         ) from None
     try:
         yield

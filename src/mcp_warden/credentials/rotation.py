@@ -6,7 +6,11 @@ writers' lock for the whole change and
 * keeps the value being replaced or deleted, encrypted under the same key,
   in ``<store>.previous`` beside the store (same ``{name: envelope}`` format,
   never inside the store), so `rollback` can undo one bad rotation;
-* appends one line to the rotation log (`auditlog`) after the store changed.
+* keeps the entry bindings (`bindings`) in step, binding any entry a Node
+  writer added or replaced (logged `bound`);
+* appends one line to the rotation log (`auditlog`) after the store changed,
+  having checked before the change that the log accepts its lines (its last
+  line authenticates under the key), so no change is left unlogged for that.
 
 Order of the writes, so that a crash between any two keeps every value that
 is still needed: a value is written to the file that receives it before it
@@ -23,7 +27,8 @@ value's time). A credential with no such event is due.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,19 +36,22 @@ from pathlib import Path
 from mcp_warden.config import Settings
 from mcp_warden.credentials import files
 from mcp_warden.credentials.auditlog import LogEvent, RotationLog
-from mcp_warden.credentials.errors import CredentialNotFound, RotationCheckFailed
-from mcp_warden.credentials.store import CredentialStore, Transaction, check_name, not_found
+from mcp_warden.credentials.bindings import Status
+from mcp_warden.credentials.envelope import parse_key
+from mcp_warden.credentials.errors import BindingMismatch, CredentialNotFound, RotationCheckFailed
+from mcp_warden.credentials.store import (
+    CredentialStore,
+    Transaction,
+    check_name,
+    not_found,
+    previous_path,
+)
 from mcp_warden.errors import WardenError
 
 Check = Callable[[str], None]
 """A pre-commit check of a new value (for example a test call upstream); raises to refuse."""
 
 _SETS_VALUE = frozenset({"created", "rotated", "imported"})
-
-
-def previous_path(store_path: Path) -> Path:
-    """Where the previous value of each credential is kept (beside the store)."""
-    return store_path.with_name(store_path.name + ".previous")
 
 
 @dataclass(frozen=True)
@@ -72,18 +80,19 @@ class Rotator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rotator:
+        key = parse_key(settings.require_encryption_key())
         return cls(
             CredentialStore.from_settings(settings),
-            RotationLog(settings.rotation_log, settings.actor),
+            RotationLog(settings.rotation_log, settings.actor, key=key),
         )
 
     def set(self, name: str, value: str) -> str:
         """Create or replace `name`; returns the logged action (created or rotated)."""
         check_name(name)
-        with self.store.transaction() as txn:
+        with self._transaction() as txn:
             action = "rotated" if txn.raw(name) is not None else "created"
             self._replace(txn, name, value)
-            self.log.append(name, action)
+            self._logged(txn, (name, action))
         return action
 
     def rotate(self, name: str, value: str, *, check: Check | None = None) -> None:
@@ -104,52 +113,65 @@ class Rotator:
                 raise RotationCheckFailed(
                     f"the new value of {name!r} failed its check ({reason}); nothing was changed"
                 ) from None
-        with self.store.transaction() as txn:
+        with self._transaction() as txn:
             if txn.raw(name) is None:
                 raise not_found(self.store.path, name)
             self._replace(txn, name, value)
-            self.log.append(name, "rotated")
+            self._logged(txn, (name, "rotated"))
 
     def rollback(self, name: str) -> None:
         """Swap `name` with its kept previous value (so a second rollback redoes)."""
-        with self.store.transaction() as txn:
-            previous = self._read_previous()
+        with self._transaction() as txn:
+            previous = txn.previous
             if name not in previous:
                 raise CredentialNotFound(
                     f"no previous value of {name!r} is kept in {self.previous_path} (it was "
                     "never rotated, or was rolled back already); set it again instead"
                 )
             txn.decrypt_from(self.previous_path, name, previous)  # it must open, or nothing moves
-            current = txn.raw(name) if txn.opens(name) else None
+            verdict = txn.verdict(name, "previous")
+            if verdict.status is Status.SWAPPED:
+                raise BindingMismatch(
+                    f"the previous value of {name!r} in {self.previous_path} holds "
+                    f"{verdict.source}, not an old value of {name!r}; nothing was changed: "
+                    f"set {name!r} with `mcp-warden cred set {name}` instead"
+                )
+            current = txn.raw(name) if txn.trusted(name) else None
             txn.put_envelope(name, str(previous[name]))
-            txn.commit()
             if current is None:
-                del previous[name]
+                txn.drop_previous(name)
             else:
-                previous[name] = current
-            self._write_previous(previous)
-            self.log.append(name, "rolled_back")
+                txn.keep_previous({name: current})
+            txn.commit(store_first=True)
+            self._logged(txn, (name, "rolled_back"))
 
     def delete(self, name: str) -> None:
         """Remove `name`; its value is kept as the previous value (rollback restores it)."""
-        with self.store.transaction() as txn:
-            if txn.opens(name):
-                self._keep_previous({name: txn.raw(name)})
+        with self._transaction() as txn:
+            if txn.trusted(name):
+                txn.keep_previous({name: txn.raw(name)})
             txn.remove(name)
             txn.commit()
-            self.log.append(name, "deleted")
+            self._logged(txn, (name, "deleted"))
 
     def import_values(self, values: Mapping[str, str]) -> list[str]:
         """Add or replace many credentials in one atomic write, each logged `imported`."""
         names = [check_name(name) for name in values]
-        with self.store.transaction() as txn:
-            self._keep_previous({n: txn.raw(n) for n in names if txn.opens(n)})
+        with self._transaction() as txn:
+            txn.keep_previous({n: txn.raw(n) for n in names if txn.trusted(n)})
             for name in names:
                 txn.put(name, values[name])
             txn.commit()
-            for name in names:
-                self.log.append(name, "imported")
+            self._logged(txn, *((name, "imported") for name in names))
         return names
+
+    def bind(self) -> list[str]:
+        """Bind every unbound entry that opens (an operator accepts Node's writes); logged."""
+        with self._transaction() as txn:
+            txn.bind_unbound()
+            txn.commit()
+            self._logged(txn)
+            return list(txn.newly_bound)
 
     def ages(self) -> list[CredentialAge]:
         """The age of every credential in the store, in file order."""
@@ -162,23 +184,25 @@ class Rotator:
         set_at = value_times(self.log.events()).get(name)
         return CredentialAge(name, set_at).is_due(max_age_days, now or datetime.now(UTC))
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Transaction]:
+        """The store's transaction, once the log is known to accept our lines."""
+        with self.store.transaction() as txn:
+            self.log.check_head()
+            yield txn
+
     def _replace(self, txn: Transaction, name: str, value: str) -> None:
-        if txn.opens(name):
-            self._keep_previous({name: txn.raw(name)})
+        if txn.trusted(name):
+            txn.keep_previous({name: txn.raw(name)})
         txn.put(name, value)
         txn.commit()
 
-    def _keep_previous(self, values: Mapping[str, object]) -> None:
-        if values:
-            previous = self._read_previous()
-            previous.update(values)
-            self._write_previous(previous)
-
-    def _read_previous(self) -> dict[str, object]:
-        return files.read_object(self.previous_path) or {}
-
-    def _write_previous(self, entries: dict[str, object]) -> None:
-        files.write_atomic(self.previous_path, files.dump_object(entries))
+    def _logged(self, txn: Transaction, *events: tuple[str, str]) -> None:
+        """Log the change, then each entry the commit bound (it accepted a Node write)."""
+        for name, action in events:
+            self.log.append(name, action)
+        for name in txn.newly_bound:
+            self.log.append(name, "bound")
 
 
 def credential_ages(store_path: Path, log: RotationLog) -> list[CredentialAge]:

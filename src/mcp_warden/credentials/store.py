@@ -2,25 +2,34 @@
 
 Reading (`load`, the per-request path) takes no lock: writers replace the
 file atomically (see `files`), so a reader sees a whole old file or a whole
-new one. `load` stats the file on every call and re-reads and re-parses it
-only when its (device, inode, size, mtime_ns, ctime_ns) changed, so a file
-replaced by another process (a rotation) is used on the next call, with no
-restart. It caches the parsed envelopes (ciphertext) and the AES-GCM object,
-never a plaintext: each call decrypts and hands the plaintext to the caller.
+new one. `load` stats the store on every call and re-reads and re-parses it
+and its bindings file only when it changed (device, inode, size, mtime_ns,
+ctime_ns), so a file replaced by another process (a rotation) is used on the
+next call, with no restart. It caches the parsed envelopes
+(ciphertext), each entry's binding verdict and the AES-GCM object, never a
+plaintext: each call decrypts and hands the plaintext to the caller.
+
+Every entry is checked against its binding (`bindings`) before its
+plaintext is handed out, once per change of the store (the verdict is
+cached with the snapshot): an envelope that mcp-warden bound to another
+name, or a kept previous value copied back, is refused (BindingMismatch,
+naming both); an entry with no binding (added or replaced by a Node writer)
+is readable, with one warning per process.
 
 Writing goes through a `Transaction`: the writers' file lock, a strict read
-(a file that does not parse is never overwritten), changes, one atomic
-replace. Entries a write does not touch are copied unchanged, including a
-malformed or tampered one. A write that adds ciphertext first checks that
-the master key opens at least one existing entry, so a wrong key can never
-make a store that mixes keys.
+(a file that does not parse is never overwritten), changes, the bindings
+protocol of `bindings` around atomic replaces. Entries a write does not
+touch are copied unchanged, including a malformed or tampered one; unbound
+ones that open under the key are bound (`newly_bound`). A write that adds
+ciphertext first checks that the master key opens at least one existing
+entry, so a wrong key can never make a store that mixes keys.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +37,21 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mcp_warden.config import Settings
-from mcp_warden.credentials import files
+from mcp_warden.credentials import bindings, files
+from mcp_warden.credentials.bindings import (
+    UNBOUND,
+    Binder,
+    Bindings,
+    Section,
+    Status,
+    Verdict,
+    bindings_path,
+)
 from mcp_warden.credentials.envelope import Envelope, cipher, parse_key, seal
 from mcp_warden.credentials.errors import (
+    BindingMismatch,
     CorruptStore,
+    CredentialError,
     CredentialNotFound,
     DecryptionFailed,
     InvalidEnvelope,
@@ -40,6 +60,8 @@ from mcp_warden.credentials.errors import (
 )
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_CONSISTENT_READS = 10
+_warned_unbound: set[tuple[str, str, str]] = set()
 
 
 def check_name(name: str) -> str:
@@ -57,11 +79,35 @@ def rekey_journal(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".rekey")
 
 
+def previous_path(store_path: Path) -> Path:
+    """Where the previous value of each credential is kept (beside the store)."""
+    return store_path.with_name(store_path.name + ".previous")
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A parsed entry and, when its binding is wrong, the error every load raises."""
+
+    envelope: Envelope
+    error: str | None
+
+
 @dataclass(frozen=True)
 class _Snapshot:
-    signature: files.Signature
+    signature: files.Signature | None
     entries: dict[str, object]
-    envelopes: dict[str, Envelope] = field(default_factory=dict)
+    bindings: Bindings
+    checked: dict[str, _Checked] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """One line of `CredentialStore.check`: an entry of the store or of ``.previous``."""
+
+    section: Section
+    name: str
+    status: str  # "ok", "unbound", "swapped" or "unreadable"
+    detail: str = ""
 
 
 class CredentialStore:
@@ -78,8 +124,12 @@ class CredentialStore:
         """`next_key`: the key of a coming re-key; reads also open under it, writes never use it."""
         self.path = Path(path)
         self._path = os.fspath(self.path)
+        self.bindings_path = bindings_path(self.path)
+        self._bindings_path = os.fspath(self.bindings_path)
         self._aead = cipher(key)
         self._next = cipher(next_key) if next_key is not None else None
+        self._binder = Binder(key, *([next_key] if next_key is not None else []))
+        self._write_binder = Binder(key)
         self._lock_timeout = lock_timeout
         self._snapshot: _Snapshot | None = None
 
@@ -87,9 +137,10 @@ class CredentialStore:
     def from_settings(cls, settings: Settings) -> CredentialStore:
         """The store of MCP_CREDENTIALS_FILE under MCP_ENCRYPTION_KEY (ConfigError if unset/bad).
 
-        When MCP_NEW_ENCRYPTION_KEY is set too, reads open entries under either
-        key, so servers given both keep answering while `cred rekey` runs and
-        after it, until they are restarted with the new key alone.
+        When MCP_NEW_ENCRYPTION_KEY is set too, reads open entries (and check
+        bindings) under either key, so servers given both keep answering while
+        `cred rekey` runs and after it, until they are restarted with the new
+        key alone.
         """
         new = settings.new_encryption_key
         return cls(
@@ -103,11 +154,19 @@ class CredentialStore:
     def load(self, name: str) -> str:
         """The plaintext of `name` for this call only (the just-in-time per-request read)."""
         snapshot = self._current()
-        envelope = snapshot.envelopes.get(name)
-        if envelope is None:
+        checked = snapshot.checked.get(name)
+        if checked is None:
+            # Decrypt first: under a wrong key every binding looks unbound, and the
+            # error that matters is the key.
             envelope = envelope_of(self.path, name, snapshot.entries)
-            snapshot.envelopes[name] = envelope
-        return open_entry(self.path, name, envelope, self._aead, self._next)
+            plaintext = open_entry(self.path, name, envelope, self._aead, self._next)
+            checked = self._check(snapshot, name, envelope)
+            snapshot.checked[name] = checked
+            if checked.error is None:
+                return plaintext
+        if checked.error is not None:
+            raise BindingMismatch(checked.error)
+        return open_entry(self.path, name, checked.envelope, self._aead, self._next)
 
     def get(self, name: str) -> str:
         """Same as `load` (the operator's name for it)."""
@@ -117,20 +176,75 @@ class CredentialStore:
         """The credential names in file order (no decryption)."""
         return list(self._current().entries)
 
-    def _current(self) -> _Snapshot:
+    def check(self) -> list[EntryCheck]:
+        """Every entry of the store and of ``.previous``: does it open, is it bound? (locked)"""
+        with files.locked(self.path, self._lock_timeout):
+            read = bindings.read(self.bindings_path)
+            current = read[1] if read is not None else Bindings()
+            checks: list[EntryCheck] = []
+            sources: tuple[tuple[Section, Path], ...] = (
+                ("entries", self.path),
+                ("previous", previous_path(self.path)),
+            )
+            for section, path in sources:
+                entries = files.read_object(path) or {}
+                for name in entries:
+                    checks.append(self._check_entry(section, path, name, entries, current))
+            return checks
+
+    def _check_entry(
+        self,
+        section: Section,
+        path: Path,
+        name: str,
+        entries: dict[str, object],
+        current: Bindings,
+    ) -> EntryCheck:
         try:
-            st = os.stat(self._path)
-        except FileNotFoundError:
-            return _Snapshot((0, 0, 0, 0, 0), {})
+            open_entry(path, name, envelope_of(path, name, entries), self._aead, self._next)
+        except CredentialError as exc:
+            return EntryCheck(section, name, "unreadable", str(exc))
+        verdict = self._binder.verdict(section, name, str(entries[name]), current)
+        if verdict.status is Status.SWAPPED:
+            return EntryCheck(section, name, "swapped", f"holds {verdict.source}")
+        if verdict.status is Status.UNBOUND:
+            return EntryCheck(section, name, "unbound", "written outside mcp-warden")
+        return EntryCheck(section, name, "ok")
+
+    def _check(self, snapshot: _Snapshot, name: str, envelope: Envelope) -> _Checked:
+        raw = str(snapshot.entries[name])
+        verdict = self._binder.verdict("entries", name, raw, snapshot.bindings)
+        if verdict.status is Status.SWAPPED:
+            return _Checked(envelope, swapped_message(self.path, name, verdict))
+        if verdict.status is Status.UNBOUND:
+            warn_unbound(self.path, name, raw)
+        return _Checked(envelope, None)
+
+    def _current(self) -> _Snapshot:
+        # Only the store is stat'ed per call: verdicts are about the store's content, and
+        # every write of a new envelope changes the store. A bindings file changed alone
+        # (`cred verify --bind`) is seen with the store's next change; until then the
+        # cached verdicts stay true of the unchanged entries.
         snapshot = self._snapshot
-        if snapshot is not None and snapshot.signature == files.signature(st):
+        if snapshot is not None and snapshot.signature == _signature(self._path):
             return snapshot
-        read = files.read_snapshot(self.path)
-        if read is None:
-            return _Snapshot((0, 0, 0, 0, 0), {})
-        snapshot = _Snapshot(read[0], files.parse_object(self.path, read[1]))
-        self._snapshot = snapshot
-        return snapshot
+        return self._read()
+
+    def _read(self) -> _Snapshot:
+        """Read the bindings, then the store, and keep the pair if the bindings held still."""
+        for _ in range(_CONSISTENT_READS):
+            side = bindings.read(self.bindings_path)
+            store = files.read_snapshot(self.path)
+            side_signature = side[0] if side is not None else None
+            snapshot = _Snapshot(
+                store[0] if store is not None else None,
+                files.parse_object(self.path, store[1]) if store is not None else {},
+                side[1] if side is not None else Bindings(),
+            )
+            if _signature(self._bindings_path) == side_signature:
+                self._snapshot = snapshot
+                return snapshot
+        return snapshot  # writers kept changing it: use this read once, cache nothing
 
     # -- writing -------------------------------------------------------------
 
@@ -154,21 +268,88 @@ class CredentialStore:
                     f"a re-key of {self.path} was interrupted ({journal} exists); run "
                     "`mcp-warden cred rekey` again with the same keys to finish it"
                 )
-            files.remove_stale_temps(self.path)
-            txn = Transaction(self.path, files.read_object(self.path) or {}, self._aead)
+            txn = Transaction.open(self.path, self._aead, self._write_binder)
             yield txn
             txn.commit()
 
 
-class Transaction:
-    """The store's entries while the writers' lock is held."""
+def swapped_message(path: Path, name: str, verdict: Verdict) -> str:
+    """The one-line error for an entry that holds another entry's (or an old) envelope."""
+    return (
+        f"credential {name!r} in {path} holds {verdict.source}, not a value written as "
+        f"{name!r} (an envelope was copied between entries or back from .previous); it is "
+        f"refused: set it again with `mcp-warden cred set {name}`, or restore the store and "
+        f"{bindings_path(path).name} from a backup"
+    )
 
-    def __init__(self, path: Path, entries: dict[str, object], aead: AESGCM) -> None:
+
+def warn_unbound(path: Path, name: str, envelope: str) -> None:
+    """Warn once per process that an entry has no binding (a Node writer added or replaced it)."""
+    seen = (os.fspath(path), name, envelope)
+    if seen not in _warned_unbound:
+        _warned_unbound.add(seen)
+        files.logger.warning(
+            "credential %r in %s is not bound (added or replaced outside mcp-warden, "
+            "for example by a Node service); if that write was yours, bind it with "
+            "`mcp-warden cred verify --bind` (any `mcp-warden cred` write binds it too)",
+            name,
+            path,
+        )
+
+
+def _signature(path: str) -> files.Signature | None:
+    try:
+        return files.signature(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
+class Transaction:
+    """The store's entries (and its previous values) while the writers' lock is held."""
+
+    def __init__(
+        self,
+        path: Path,
+        entries: dict[str, object],
+        aead: AESGCM,
+        *,
+        binder: Binder,
+        bound: Bindings | None = None,
+    ) -> None:
         self.path = path
+        self.previous_path = previous_path(path)
+        self.newly_bound: list[str] = []
+        """Names of unbound entries the last commit bound (the caller logs them)."""
         self._entries = entries
         self._aead = aead
+        self._binder = binder
+        self._bound = bound if bound is not None else Bindings()
+        self._previous: dict[str, object] | None = None
+        self._put: set[str] = set()
+        self._kept: set[str] = set()
         self._dirty = False
+        self._previous_dirty = False
+        self._bind = False
         self._key_checked = False
+
+    @classmethod
+    def open(cls, path: Path, aead: AESGCM, binder: Binder) -> Transaction:
+        """Read the store and its bindings strictly (call with the writers' lock held)."""
+        for what, target in (
+            ("the credential store", path),
+            ("the previous values file", previous_path(path)),
+            ("the bindings file", bindings_path(path)),
+        ):
+            files.refuse_link(target, what)
+            files.remove_stale_temps(target)
+        read = bindings.read(bindings_path(path))
+        return cls(
+            path,
+            files.read_object(path) or {},
+            aead,
+            binder=binder,
+            bound=read[1] if read is not None else None,
+        )
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -193,6 +374,36 @@ class Transaction:
             return False
         return True
 
+    def verdict(self, name: str, section: Section = "entries") -> Verdict:
+        """The binding verdict of `name` in the store (or in ``.previous``) as read."""
+        raw = (self._entries if section == "entries" else self.previous).get(name)
+        if not isinstance(raw, str):
+            return UNBOUND
+        return self._binder.verdict(section, name, raw, self._bound)
+
+    def trusted(self, name: str) -> bool:
+        """Whether `name` opens and is not a swapped envelope (worth keeping as previous)."""
+        return self.opens(name) and self.verdict(name).status is not Status.SWAPPED
+
+    @property
+    def previous(self) -> dict[str, object]:
+        """The previous values (``<store>.previous``), read on first use."""
+        if self._previous is None:
+            self._previous = files.read_object(self.previous_path) or {}
+        return self._previous
+
+    def keep_previous(self, values: Mapping[str, object]) -> None:
+        """Keep these envelopes as the previous values of their names (written on commit)."""
+        if values:
+            self.previous.update(values)
+            self._kept.update(values)
+            self._previous_dirty = True
+
+    def drop_previous(self, name: str) -> None:
+        if self.previous.pop(name, None) is not None:
+            self._kept.discard(name)
+            self._previous_dirty = True
+
     def put(self, name: str, value: str) -> None:
         """Encrypt `value` under a fresh IV and store it as `name`."""
         self.put_envelope(name, str(seal(value.encode("utf-8"), self._aead)))
@@ -202,6 +413,7 @@ class Transaction:
         check_name(name)
         self._check_key()
         self._entries[name] = envelope
+        self._put.add(name)
         self._dirty = True
 
     def remove(self, name: str) -> object:
@@ -210,13 +422,76 @@ class Transaction:
             raise not_found(self.path, name)
         self._check_key()  # a wrong key must not delete what it cannot keep as previous
         self._dirty = True
+        self._put.discard(name)
         return self._entries.pop(name)
 
-    def commit(self) -> None:
-        """Write the changes now (atomic replace); a no-op when nothing changed."""
-        if self._dirty:
-            files.write_atomic(self.path, files.dump_object(self._entries))
-            self._dirty = False
+    def bind_unbound(self) -> None:
+        """Bind every unbound entry that opens under this key on commit, even with no change."""
+        self._bind = True
+
+    def commit(self, *, store_first: bool = False) -> None:
+        """Write the changes now: bindings (old and new), the files, bindings (new).
+
+        ``.previous`` is written before the store unless `store_first`; a no-op
+        when nothing changed.
+        """
+        if not (self._dirty or self._previous_dirty or self._bind):
+            return
+        final = self._final_bindings()
+        target = bindings_path(self.path)
+        if self._dirty or self._previous_dirty:
+            both = self._bound.union(final)
+            if both != self._bound:
+                bindings.write(target, both)
+                self._bound = both
+            writes = []
+            if self._previous_dirty:
+                writes.append((self.previous_path, self.previous))
+            if self._dirty:
+                writes.append((self.path, self._entries))
+            for path, entries in reversed(writes) if store_first else writes:
+                files.write_atomic(path, files.dump_object(entries))
+        if final != self._bound:
+            bindings.write(target, final)
+        self._bound = final
+        self._put.clear()
+        self._kept.clear()
+        self._dirty = self._previous_dirty = self._bind = False
+
+    def _final_bindings(self) -> Bindings:
+        """The bindings after this commit; collects `newly_bound`."""
+        self.newly_bound = []
+        entries: dict[str, tuple[str, ...]] = {}
+        for name, raw in self._entries.items():
+            macs = self._binding("entries", name, raw, name in self._put)
+            if macs is None and isinstance(raw, str) and self.opens(name):
+                macs = (self._binder.mac("entries", name, raw),)
+                self.newly_bound.append(name)
+            if macs:
+                entries[name] = macs
+        if not self._previous_dirty:
+            return Bindings(entries, dict(self._bound.previous))
+        previous: dict[str, tuple[str, ...]] = {}
+        for name, raw in self.previous.items():
+            macs = self._binding("previous", name, raw, name in self._kept)
+            if macs:
+                previous[name] = macs
+        return Bindings(entries, previous)
+
+    def _binding(
+        self, section: Section, name: str, raw: object, written: bool
+    ) -> tuple[str, ...] | None:
+        """The MACs `name` keeps: its new one if written or bound, the old ones if swapped."""
+        if not isinstance(raw, str):
+            return ()
+        if written:
+            return (self._binder.mac(section, name, raw),)
+        verdict = self._binder.verdict(section, name, raw, self._bound)
+        if verdict.status is Status.BOUND:
+            return (self._binder.mac(section, name, raw),)
+        if verdict.status is Status.SWAPPED:
+            return self._bound.section(section).get(name, ())  # it stays an error
+        return None  # unbound
 
     def _check_key(self) -> None:
         if self._key_checked or not self._entries:
