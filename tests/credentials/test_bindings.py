@@ -192,6 +192,9 @@ def test_the_server_refuses_a_swapped_key_before_calling_the_upstream(tmp_path: 
         result = answer["result"]
         assert result["isError"] is True, answer
         text = json.dumps(result)
-        assert "value of credential 'other_service_key'" in text
+        # The client gets the fixed reason (issue 8 item 13); the server log names the swap.
+        assert "(no_credential)" in text
+        assert "other_service_key" not in text
+        assert "value of credential 'other_service_key'" in output
         assert "sk-other-service" not in text + output
         assert lab.stub.calls() == 0  # the swapped key never left the server
