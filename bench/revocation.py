@@ -30,9 +30,9 @@ from pathlib import Path
 from bench.common import Figure, per_call_us
 from mcp_warden.config import Settings
 from mcp_warden.tokens.revocation import Denylist, MemoryDenylist, SyncedDenylist, open_denylist
-from mcp_warden.tokens.revocation_redis import RedisStore, connect
-from mcp_warden.tokens.revocation_sqlite import SqliteStore
-from mcp_warden.tokens.revocation_sync import Entries, RevocationView, Store
+from mcp_warden.tokens.revocation.redis import RedisStore, connect
+from mcp_warden.tokens.revocation.sqlite import SqliteStore
+from mcp_warden.tokens.revocation.sync import Entries, RevocationView, Store
 
 SECTION = "Revocation denylist (1,000 vs 1,000,000 revoked jtis)"
 SMALL, LARGE = 1_000, 1_000_000

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
-from mcp_warden.tokens.revocation_sync import (
+from mcp_warden.tokens.revocation.sync import (
     Clock,
     Entries,
     RevocationStoreError,
@@ -115,11 +115,11 @@ def open_denylist(settings: Settings, *, clock: Clock = time.time, follow: bool 
         return MemoryDenylist(max_ttl=max_ttl, leeway=leeway, clock=clock)
     scheme = url.split(":", 1)[0] if ":" in url else ""
     if scheme == "sqlite":
-        from mcp_warden.tokens.revocation_sqlite import SqliteStore  # noqa: PLC0415
+        from mcp_warden.tokens.revocation.sqlite import SqliteStore  # noqa: PLC0415
 
         store: Store = SqliteStore(sqlite_path(url), max_ttl=max_ttl, leeway=leeway, clock=clock)
     elif scheme in ("redis", "rediss"):
-        from mcp_warden.tokens.revocation_redis import RedisStore, connect  # noqa: PLC0415
+        from mcp_warden.tokens.revocation.redis import RedisStore, connect  # noqa: PLC0415
 
         client, where = connect(url)
         store = RedisStore(client, where, max_ttl=max_ttl, leeway=leeway)

@@ -55,7 +55,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from mcp_warden.errors import ConfigError
-from mcp_warden.tokens.revocation_sync import Entries, RevocationStoreError
+from mcp_warden.tokens.revocation.sync import Entries, RevocationStoreError
 
 PREFIX = "mcp-warden:revocation:"
 CONNECT_TIMEOUT_SECONDS = 1.0

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from mcp_warden.credentials.files import open_private
 from mcp_warden.errors import ConfigError
-from mcp_warden.tokens.revocation_sync import Clock, Entries, RevocationStoreError
+from mcp_warden.tokens.revocation.sync import Clock, Entries, RevocationStoreError
 
 BUSY_TIMEOUT_SECONDS = 5.0
 _BATCH = 10_000
