@@ -28,15 +28,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import Figure, per_call_us
-from mcp_warden.config import Settings
+from mcp_warden.config import DEFAULTS, Settings
 from mcp_warden.tokens.revocation import Denylist, MemoryDenylist, SyncedDenylist, open_denylist
 from mcp_warden.tokens.revocation.redis import RedisStore, connect
+from mcp_warden.tokens.revocation.rules import Expiry
 from mcp_warden.tokens.revocation.sqlite import SqliteStore
-from mcp_warden.tokens.revocation.sync import Entries, RevocationView, Store
+from mcp_warden.tokens.revocation.store import Entries, Store
+from mcp_warden.tokens.revocation.view import RevocationView
 
 SECTION = "Revocation denylist (1,000 vs 1,000,000 revoked jtis)"
 SMALL, LARGE = 1_000, 1_000_000
-MAX_TTL, LEEWAY = 86_400, 30
+MAX_TTL, LEEWAY = DEFAULTS.token_max_ttl, DEFAULTS.token_leeway
 LOOKUPS = 200_000
 SYNC_SAMPLES = 20
 PROPAGATION_SAMPLES = 5
@@ -173,7 +175,7 @@ def view_memory(jtis: dict[str, int]) -> tuple[float, float]:
         tracemalloc.start()
         entries = {"".join(jti): exp for jti, exp in jtis.items()}  # strings owned by the copy
         if build == "view":
-            view = RevocationView(max_ttl=MAX_TTL, leeway=LEEWAY)
+            view = RevocationView(Expiry(max_ttl=MAX_TTL, leeway=LEEWAY))
             view.merge(Entries(jtis=entries))
             del entries
             held: object = view

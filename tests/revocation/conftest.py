@@ -17,7 +17,7 @@ from mcp_warden.config import Settings
 from mcp_warden.tokens.revocation import Denylist, open_denylist, sqlite_path
 from mcp_warden.tokens.revocation.redis import RedisStore, connect
 from mcp_warden.tokens.revocation.sqlite import SqliteStore
-from mcp_warden.tokens.revocation.sync import Store
+from mcp_warden.tokens.revocation.store import Store
 from tests.support.procs import REPO, cli_env, stop
 from tests.support.redis_server import RedisServer
 

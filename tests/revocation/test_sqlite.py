@@ -16,7 +16,7 @@ import pytest
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.revocation import Denylist, RevocationStoreError, SyncedDenylist
 from mcp_warden.tokens.revocation.sqlite import SqliteStore
-from mcp_warden.tokens.revocation.sync import Entries
+from mcp_warden.tokens.revocation.store import Entries
 from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
 
 Open = Callable[..., Denylist]
