@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,24 +63,36 @@ def monotonic() -> FakeClock:
 
 
 @pytest.fixture
-def denylist(store: Switchable, clock: FakeClock, monotonic: FakeClock) -> Iterator[SyncedDenylist]:
-    # A refresh of an hour keeps the thread out of the way: the test calls sync() itself.
-    synced = SyncedDenylist(
-        store,
-        max_ttl=MAX_TTL,
-        leeway=LEEWAY,
-        refresh=3600.0,
-        stale=STALE,
-        clock=clock,
-        monotonic=monotonic,
-    )
-    yield synced
-    synced.close()
+def synced(
+    store: Switchable, clock: FakeClock, monotonic: FakeClock
+) -> Iterator[Callable[..., SyncedDenylist]]:
+    """SyncedDenylist on `store` with both clocks faked, closed when the test ends."""
+    opened: list[SyncedDenylist] = []
+
+    def open_(*, follow: bool = True) -> SyncedDenylist:
+        # A refresh of an hour keeps the thread out of the way: the test calls sync() itself.
+        denylist = SyncedDenylist(
+            store,
+            max_ttl=MAX_TTL,
+            leeway=LEEWAY,
+            refresh=3600.0,
+            stale=STALE,
+            clock=clock,
+            monotonic=monotonic,
+            follow=follow,
+        )
+        opened.append(denylist)
+        return denylist
+
+    yield open_
+    for denylist in opened:
+        denylist.close()
 
 
 def test_fresh_for_the_stale_window_after_the_last_sync_then_refusing(
-    denylist: SyncedDenylist, store: Switchable, monotonic: FakeClock
+    synced: Callable[..., SyncedDenylist], store: Switchable, monotonic: FakeClock
 ) -> None:
+    denylist = synced()
     denylist.revoke_jti("known", 2_000_000_000)
     store.down = True
     monotonic.now += STALE - 0.5
@@ -106,41 +118,18 @@ def test_fresh_for_the_stale_window_after_the_last_sync_then_refusing(
 
 
 def test_a_store_down_at_start_is_never_fresh(
-    store: Switchable, clock: FakeClock, monotonic: FakeClock
+    synced: Callable[..., SyncedDenylist], store: Switchable, monotonic: FakeClock
 ) -> None:
     store.down = True
-    unread = SyncedDenylist(
-        store,
-        max_ttl=MAX_TTL,
-        leeway=LEEWAY,
-        refresh=3600.0,
-        stale=STALE,
-        clock=clock,
-        monotonic=monotonic,
-    )
-    try:
-        assert not unread.fresh()
-        monotonic.now += 7
-        with pytest.raises(TokenError, match=r"since 7 s \(not read since start\)"):
-            unread.is_revoked("any", "bob", 0)
-    finally:
-        unread.close()
+    unread = synced()
+    assert not unread.fresh()
+    monotonic.now += 7
+    with pytest.raises(TokenError, match=r"since 7 s \(not read since start\)"):
+        unread.is_revoked("any", "bob", 0)
 
 
-def test_a_revoke_only_process_is_never_fresh(store: Switchable, clock: FakeClock) -> None:
-    revoker = SyncedDenylist(
-        store,
-        max_ttl=MAX_TTL,
-        leeway=LEEWAY,
-        refresh=3600.0,
-        stale=STALE,
-        clock=clock,
-        follow=False,
-    )
-    try:
-        assert not revoker.fresh()
-    finally:
-        revoker.close()
+def test_a_revoke_only_process_is_never_fresh(synced: Callable[..., SyncedDenylist]) -> None:
+    assert not synced(follow=False).fresh()
 
 
 def test_memory_is_always_fresh() -> None:

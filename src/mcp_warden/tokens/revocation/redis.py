@@ -10,9 +10,10 @@ Keys (prefix `mcp-warden:revocation:`):
   revocations of the last token lifetime.
 - `events`, a Stream with one entry per revocation, trimmed on every XADD
   with an exact `MINID` (by Redis's clock) to the last `Expiry.after_write`
-  seconds (max_ttl + 2 * leeway): an older entry only concerns expired tokens. Replicas XREAD it
-  from their last id, so a sync costs what changed since the previous one
-  (0.5 s by default), and a request's lookup never crosses the network.
+  seconds (max_ttl + 2 * leeway): an older entry only concerns expired
+  tokens. Replicas XREAD it from their last id, so a sync costs what changed
+  since the previous one (MCP_REVOCATION_REFRESH_SECONDS ago), and a
+  request's lookup never crosses the network.
 - `epoch`, a random value set once (SET NX) and compared on every sync: a
   missing or different epoch means the data set was replaced (a Redis that
   restarted empty, a failover to another copy) and the replica reloads.
