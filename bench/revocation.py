@@ -3,7 +3,8 @@
 Every backend answers `is_revoked` from an in-process view, so a lookup must
 cost the same with a million entries as with a thousand (ratio ~1). Sync cost
 is what one new revocation costs a reader (incremental), propagation is the
-time until another instance refuses the token with the default 0.5 s refresh.
+time until another instance refuses the token with the default refresh
+(MCP_REVOCATION_REFRESH_SECONDS).
 The Redis figures use a redis-server this module starts on a free 127.0.0.1
 port and stops (skipped, with a note, when redis-server is not installed).
 """
@@ -28,15 +29,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import Figure, per_call_us
-from mcp_warden.config import Settings
+from mcp_warden.config import DEFAULTS, Settings
 from mcp_warden.tokens.revocation import Denylist, MemoryDenylist, SyncedDenylist, open_denylist
-from mcp_warden.tokens.revocation_redis import RedisStore, connect
-from mcp_warden.tokens.revocation_sqlite import SqliteStore
-from mcp_warden.tokens.revocation_sync import Entries, RevocationView, Store
+from mcp_warden.tokens.revocation.redis import RedisStore, connect
+from mcp_warden.tokens.revocation.rules import Expiry
+from mcp_warden.tokens.revocation.sqlite import SqliteStore
+from mcp_warden.tokens.revocation.store import Entries, Store
+from mcp_warden.tokens.revocation.view import RevocationView
 
 SECTION = "Revocation denylist (1,000 vs 1,000,000 revoked jtis)"
 SMALL, LARGE = 1_000, 1_000_000
-MAX_TTL, LEEWAY = 86_400, 30
+MAX_TTL, LEEWAY = DEFAULTS.token_max_ttl, DEFAULTS.token_leeway
+REFRESH = DEFAULTS.revocation_refresh_seconds
 LOOKUPS = 200_000
 SYNC_SAMPLES = 20
 PROPAGATION_SAMPLES = 5
@@ -92,7 +96,7 @@ def open_store(url: str, *, empty: bool = False) -> Store:
     return RedisStore(client, where, max_ttl=MAX_TTL, leeway=LEEWAY)
 
 
-def settings(url: str, refresh: float = 0.5) -> Settings:
+def settings(url: str, refresh: float = REFRESH) -> Settings:
     return Settings(
         revocation_url=url,
         token_max_ttl=MAX_TTL,
@@ -152,7 +156,7 @@ def measure_shared(url: str, jtis: dict[str, int], now: int) -> Measured:
         into.sync_us = statistics.median(times) * 1e6
         worst = 0.0
         for i in range(PROPAGATION_SAMPLES):
-            time.sleep(secrets.randbelow(500) / 1000)  # a random phase of the refresh interval
+            time.sleep(secrets.randbelow(int(REFRESH * 1000)) / 1000)  # a random refresh phase
             start = time.perf_counter()
             writer.put(Entries(jtis={f"seen-{i}": now + 600}), now)
             while not watcher.is_revoked(f"seen-{i}", "user", now):
@@ -173,7 +177,7 @@ def view_memory(jtis: dict[str, int]) -> tuple[float, float]:
         tracemalloc.start()
         entries = {"".join(jti): exp for jti, exp in jtis.items()}  # strings owned by the copy
         if build == "view":
-            view = RevocationView(max_ttl=MAX_TTL, leeway=LEEWAY)
+            view = RevocationView(Expiry(max_ttl=MAX_TTL, leeway=LEEWAY))
             view.merge(Entries(jtis=entries))
             del entries
             held: object = view
@@ -257,7 +261,7 @@ def backend_figures(backend: str, small: Measured, large: Measured) -> list[Figu
                 large.propagation_ms,
                 "ms",
                 "refresh interval",
-                500.0,
+                REFRESH * 1000,
                 "< 1000 ms",
             )
         )

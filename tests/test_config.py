@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from mcp_warden.config import Settings
+from mcp_warden import config
+from mcp_warden.config import DEFAULTS, Settings
 from mcp_warden.errors import ConfigError
 
 
@@ -58,3 +63,115 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 def test_missing_master_key_says_what_to_do() -> None:
     with pytest.raises(ConfigError, match="mcp-warden keygen"):
         Settings.from_env({}).require_encryption_key()
+
+
+# Every variable and its default, as documented: a contract, pinned here on purpose.
+CONTRACT: dict[str, tuple[str, object]] = {
+    "encryption_key": ("MCP_ENCRYPTION_KEY", None),
+    "new_encryption_key": ("MCP_NEW_ENCRYPTION_KEY", None),
+    "fernet_key": ("MCP_FERNET_KEY", None),
+    "credentials_file": ("MCP_CREDENTIALS_FILE", Path("mcp_credentials.enc")),
+    "rotation_log": ("MCP_ROTATION_LOG", Path("rotation_log.jsonl")),
+    "rotation_max_age_days": ("MCP_ROTATION_MAX_AGE_DAYS", 30),
+    "keys_dir": ("MCP_KEYS_DIR", Path("keys")),
+    "jwks": ("MCP_JWKS", "keys/jwks.json"),
+    "token_issuer": ("MCP_TOKEN_ISSUER", "mcp-warden"),
+    "token_audience": ("MCP_TOKEN_AUDIENCE", "http://127.0.0.1:8000/mcp"),
+    "token_max_ttl": ("MCP_TOKEN_MAX_TTL", 86_400),
+    "token_leeway": ("MCP_TOKEN_LEEWAY", 30),
+    "jwks_refresh_seconds": ("MCP_JWKS_REFRESH_SECONDS", 1.0),
+    "jwks_max_age_seconds": ("MCP_JWKS_MAX_AGE_SECONDS", 60.0),
+    "revocation_url": ("MCP_REVOCATION_URL", "sqlite:///./revocations.db"),
+    "revocation_refresh_seconds": ("MCP_REVOCATION_REFRESH_SECONDS", 0.5),
+    "revocation_stale_seconds": ("MCP_REVOCATION_STALE_SECONDS", 30.0),
+    "token": ("MCP_TOKEN", None),
+    "scavio_base_url": ("SCAVIO_BASE_URL", "https://api.scavio.dev"),
+    "scavio_profile": ("SCAVIO_PROFILE", "scavio-v2"),
+    "scavio_credential": ("MCP_SCAVIO_CREDENTIAL", "scavio_api_key"),
+    "scavio_timeout": ("SCAVIO_TIMEOUT_SECONDS", 15.0),
+    "audit_log": ("MCP_AUDIT_LOG", None),
+    "max_concurrent_requests": ("MCP_MAX_CONCURRENT_REQUESTS", 100),
+    "actor": ("MCP_ACTOR", "mcp-warden"),
+}
+
+
+def test_every_variable_and_default_is_unchanged() -> None:
+    table = {f.name: (f.metadata["env"], getattr(DEFAULTS, f.name)) for f in fields(Settings)}
+    assert table == CONTRACT
+
+
+def test_the_dataclass_and_from_env_share_their_defaults() -> None:
+    built, read = Settings(), Settings.from_env({})
+    for setting in fields(Settings):
+        if setting.name != "actor":  # from_env: user@host, a default that depends on the login
+            assert getattr(read, setting.name) == getattr(built, setting.name), setting.name
+    assert read.actor != built.actor
+
+
+def test_the_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, flags=re.MULTILINE))
+    assert documented == {variable for variable, _ in CONTRACT.values()}
+
+
+# Names under which a module could restate a setting's default (a field name's last words).
+def _tails(name: str) -> set[str]:
+    words = name.split("_")
+    return {"_".join(words[i:]) for i in range(len(words))} - {"seconds", "days", "file", "log"}
+
+
+def _named_literals(tree: ast.AST) -> Iterator[tuple[str, ast.Constant]]:
+    """(name, literal) for every parameter default and every constant assigned to a name."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arguments):
+            positional = node.posonlyargs + node.args
+            pairs = list(
+                zip(positional[len(positional) - len(node.defaults) :], node.defaults, strict=True)
+            )
+            pairs += [
+                (a, d)
+                for a, d in zip(node.kwonlyargs, node.kw_defaults, strict=True)
+                if d is not None
+            ]
+            named = [(arg.arg, value) for arg, value in pairs]
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            named = [(t.id, node.value) for t in targets if isinstance(t, ast.Name) and node.value]
+        else:
+            continue
+        yield from ((name, value) for name, value in named if isinstance(value, ast.Constant))
+
+
+# Repeats in modules that other items of issue 9 are moving (server/tools/scavio.py: item 4,
+# cli/demo.py: item 7): they take DEFAULTS there; then empty this set.
+PENDING = {("cli/demo.py", "CREDENTIAL"), ("server/tools/scavio.py", "TIMEOUT")}
+
+
+def test_no_module_restates_a_default() -> None:
+    """A default lives in config.py alone: no `leeway=30`, `max_ttl=86_400`, `TIMEOUT = 15.0`."""
+    by_tail: dict[str, list[object]] = {}
+    for setting in fields(Settings):
+        default = getattr(DEFAULTS, setting.name)
+        if isinstance(default, int | float | str) and not isinstance(default, bool):
+            for tail in _tails(setting.name):
+                by_tail.setdefault(tail, []).append(default)
+    package = Path(config.__file__).parent
+    repeats = set()
+    for path in package.rglob("*.py"):
+        if path.name == "config.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(package).as_posix()
+        for name, literal in _named_literals(tree):
+            for tail, defaults in by_tail.items():
+                matches = name.lower() == tail or name.lower().endswith("_" + tail)
+                if matches and literal.value in defaults:
+                    repeats.add((where, name))
+        # And the one default too large to be a coincidence appears nowhere else, under any name.
+        if any(
+            isinstance(n, ast.Constant) and n.value == DEFAULTS.token_max_ttl
+            for n in ast.walk(tree)
+        ):
+            repeats.add((where, str(DEFAULTS.token_max_ttl)))
+    assert repeats == PENDING

@@ -1,8 +1,11 @@
-"""Every setting, read from the environment in one place.
+"""Every setting, read from the environment in one place, each default written once.
 
 Code below this module takes a `Settings` (or the few fields it needs) as an
 argument and never reads `os.environ` itself, so tests and the CLI can build
-settings explicitly.
+settings explicitly. Each field of `Settings` is one row of the table: its
+default and the variable that overrides it. `from_env` leaves an unset
+variable to that default, and a module that offers a default of its own takes
+it from `DEFAULTS`, never from a second literal.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import os
 import pwd
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,82 +23,155 @@ from mcp_warden.errors import ConfigError
 ScavioProfile = Literal["scavio-v2", "tutorial"]
 SCAVIO_PROFILES: tuple[ScavioProfile, ...] = ("scavio-v2", "tutorial")
 
+Parse = Callable[[str, str], object]
+"""(variable, its non-empty text) -> the field's value, or ConfigError naming the variable."""
+
+
+def _text(_name: str, raw: str) -> str:
+    return raw
+
+
+def _path(_name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _whole(*, minimum: int) -> Parse:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        if value < minimum:
+            raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+        return value
+
+    return parse
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+def _profile(name: str, raw: str) -> ScavioProfile:
+    for profile in SCAVIO_PROFILES:
+        if raw == profile:
+            return profile
+    raise ConfigError(
+        f"{name}={raw!r} is not a known profile; use one of {', '.join(SCAVIO_PROFILES)}"
+    )
+
+
+def _base_url(_name: str, raw: str) -> str:
+    return raw.rstrip("/")
+
+
+def _actor(name: str, raw: str) -> str:
+    return _check_actor(raw, f"{name} must be at most 200 printable characters")
+
+
+def _env(variable: str, parse: Parse = _text) -> dict[str, Any]:
+    """A field's metadata: the environment variable that sets it, and how its text is read."""
+    return {"env": variable, "parse": parse}
+
+
+def _jwks_in(keys_dir: Path) -> str:
+    """MCP_JWKS when it is not set: the JWKS the issuer publishes in MCP_KEYS_DIR."""
+    return str(keys_dir / "jwks.json")
+
+
+_KEYS_DIR = Path("keys")
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration. Secret-bearing fields (and URLs, which may hold a password or
-    a query token) are excluded from repr."""
+    """Resolved configuration: each field is a setting, its default and its variable.
 
-    encryption_key: str | None = field(default=None, repr=False)
-    new_encryption_key: str | None = field(default=None, repr=False)
-    fernet_key: str | None = field(default=None, repr=False)
-    credentials_file: Path = Path("mcp_credentials.enc")
-    rotation_log: Path = Path("rotation_log.jsonl")
-    rotation_max_age_days: int = 30
-    keys_dir: Path = Path("keys")
-    jwks: str = field(default="keys/jwks.json", repr=False)
-    token_issuer: str = "mcp-warden"  # noqa: S105  (a name, not a secret)
-    token_audience: str = "http://127.0.0.1:8000/mcp"  # noqa: S105
-    token_max_ttl: int = 86_400
-    token_leeway: int = 30
-    jwks_refresh_seconds: float = 1.0
-    jwks_max_age_seconds: float = 60.0  # MCP_JWKS_MAX_AGE_SECONDS: an https JWKS is refetched
-    revocation_url: str = field(default="sqlite:///./revocations.db", repr=False)
-    revocation_refresh_seconds: float = 0.5
-    revocation_stale_seconds: float = 30.0
-    token: str | None = field(default=None, repr=False)
-    scavio_base_url: str = field(default="https://api.scavio.dev", repr=False)
-    scavio_profile: ScavioProfile = "scavio-v2"
-    scavio_credential: str = "scavio_api_key"
-    scavio_timeout: float = 15.0  # SCAVIO_TIMEOUT_SECONDS: per upstream attempt (serve)
-    audit_log: Path | None = None  # MCP_AUDIT_LOG: serve's audit lines; unset: stderr
-    max_concurrent_requests: int = 100  # MCP_MAX_CONCURRENT_REQUESTS: serve, HTTP; others 503
-    actor: str = "mcp-warden"  # MCP_ACTOR: who the rotation log names; from_env: user@host
+    Secret-bearing fields (and URLs, which may hold a password or a query
+    token) are excluded from repr.
+    """
+
+    encryption_key: str | None = field(
+        default=None, repr=False, metadata=_env("MCP_ENCRYPTION_KEY")
+    )
+    new_encryption_key: str | None = field(
+        default=None, repr=False, metadata=_env("MCP_NEW_ENCRYPTION_KEY")
+    )
+    fernet_key: str | None = field(default=None, repr=False, metadata=_env("MCP_FERNET_KEY"))
+    credentials_file: Path = field(
+        default=Path("mcp_credentials.enc"), metadata=_env("MCP_CREDENTIALS_FILE", _path)
+    )
+    rotation_log: Path = field(
+        default=Path("rotation_log.jsonl"), metadata=_env("MCP_ROTATION_LOG", _path)
+    )
+    rotation_max_age_days: int = field(
+        default=30, metadata=_env("MCP_ROTATION_MAX_AGE_DAYS", _whole(minimum=1))
+    )
+    keys_dir: Path = field(default=_KEYS_DIR, metadata=_env("MCP_KEYS_DIR", _path))
+    # from_env: unset, it follows MCP_KEYS_DIR
+    jwks: str = field(default=_jwks_in(_KEYS_DIR), repr=False, metadata=_env("MCP_JWKS"))
+    token_issuer: str = field(default="mcp-warden", metadata=_env("MCP_TOKEN_ISSUER"))
+    token_audience: str = field(
+        default="http://127.0.0.1:8000/mcp", metadata=_env("MCP_TOKEN_AUDIENCE")
+    )
+    token_max_ttl: int = field(
+        default=86_400, metadata=_env("MCP_TOKEN_MAX_TTL", _whole(minimum=1))
+    )
+    token_leeway: int = field(default=30, metadata=_env("MCP_TOKEN_LEEWAY", _whole(minimum=0)))
+    jwks_refresh_seconds: float = field(
+        default=1.0, metadata=_env("MCP_JWKS_REFRESH_SECONDS", _seconds)
+    )
+    # how old an https JWKS may grow before it is fetched again
+    jwks_max_age_seconds: float = field(
+        default=60.0, metadata=_env("MCP_JWKS_MAX_AGE_SECONDS", _seconds)
+    )
+    revocation_url: str = field(
+        default="sqlite:///./revocations.db", repr=False, metadata=_env("MCP_REVOCATION_URL")
+    )
+    revocation_refresh_seconds: float = field(
+        default=0.5, metadata=_env("MCP_REVOCATION_REFRESH_SECONDS", _seconds)
+    )
+    revocation_stale_seconds: float = field(
+        default=30.0, metadata=_env("MCP_REVOCATION_STALE_SECONDS", _seconds)
+    )
+    token: str | None = field(default=None, repr=False, metadata=_env("MCP_TOKEN"))
+    scavio_base_url: str = field(
+        default="https://api.scavio.dev", repr=False, metadata=_env("SCAVIO_BASE_URL", _base_url)
+    )
+    scavio_profile: ScavioProfile = field(
+        default="scavio-v2", metadata=_env("SCAVIO_PROFILE", _profile)
+    )
+    scavio_credential: str = field(default="scavio_api_key", metadata=_env("MCP_SCAVIO_CREDENTIAL"))
+    # per upstream attempt (serve)
+    scavio_timeout: float = field(default=15.0, metadata=_env("SCAVIO_TIMEOUT_SECONDS", _seconds))
+    # serve's audit lines; None: stderr
+    audit_log: Path | None = field(default=None, metadata=_env("MCP_AUDIT_LOG", _path))
+    # serve, HTTP: requests in progress at once; beyond it, 503
+    max_concurrent_requests: int = field(
+        default=100, metadata=_env("MCP_MAX_CONCURRENT_REQUESTS", _whole(minimum=1))
+    )
+    # who the rotation log names; from_env: unset, user@host
+    actor: str = field(default="mcp-warden", metadata=_env("MCP_ACTOR", _actor))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from `environ` (default: `os.environ`)."""
+        """Read settings from `environ` (default: `os.environ`); an empty variable is unset."""
         env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value else None
-
-        keys_dir = Path(get("MCP_KEYS_DIR") or "keys")
-        profile = get("SCAVIO_PROFILE") or "scavio-v2"
-        if profile not in SCAVIO_PROFILES:
-            raise ConfigError(
-                f"SCAVIO_PROFILE={profile!r} is not a known profile; "
-                f"use one of {', '.join(SCAVIO_PROFILES)}"
-            )
-        audit = get("MCP_AUDIT_LOG")
-        return cls(
-            encryption_key=get("MCP_ENCRYPTION_KEY"),
-            new_encryption_key=get("MCP_NEW_ENCRYPTION_KEY"),
-            fernet_key=get("MCP_FERNET_KEY"),
-            credentials_file=Path(get("MCP_CREDENTIALS_FILE") or "mcp_credentials.enc"),
-            rotation_log=Path(get("MCP_ROTATION_LOG") or "rotation_log.jsonl"),
-            rotation_max_age_days=_int(env, "MCP_ROTATION_MAX_AGE_DAYS", 30, minimum=1),
-            keys_dir=keys_dir,
-            jwks=get("MCP_JWKS") or str(keys_dir / "jwks.json"),
-            token_issuer=get("MCP_TOKEN_ISSUER") or "mcp-warden",
-            token_audience=get("MCP_TOKEN_AUDIENCE") or "http://127.0.0.1:8000/mcp",
-            token_max_ttl=_int(env, "MCP_TOKEN_MAX_TTL", 86_400, minimum=1),
-            token_leeway=_int(env, "MCP_TOKEN_LEEWAY", 30, minimum=0),
-            jwks_refresh_seconds=_float(env, "MCP_JWKS_REFRESH_SECONDS", 1.0),
-            jwks_max_age_seconds=_float(env, "MCP_JWKS_MAX_AGE_SECONDS", 60.0),
-            revocation_url=get("MCP_REVOCATION_URL") or "sqlite:///./revocations.db",
-            revocation_refresh_seconds=_float(env, "MCP_REVOCATION_REFRESH_SECONDS", 0.5),
-            revocation_stale_seconds=_float(env, "MCP_REVOCATION_STALE_SECONDS", 30.0),
-            token=get("MCP_TOKEN"),
-            scavio_base_url=(get("SCAVIO_BASE_URL") or "https://api.scavio.dev").rstrip("/"),
-            scavio_profile=profile,
-            scavio_credential=get("MCP_SCAVIO_CREDENTIAL") or "scavio_api_key",
-            scavio_timeout=_float(env, "SCAVIO_TIMEOUT_SECONDS", 15.0),
-            audit_log=Path(audit) if audit else None,
-            max_concurrent_requests=_int(env, "MCP_MAX_CONCURRENT_REQUESTS", 100, minimum=1),
-            actor=_actor(get("MCP_ACTOR"), env),
-        )
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            variable, parse = setting.metadata["env"], setting.metadata["parse"]
+            raw = env.get(variable)
+            if raw:
+                values[setting.name] = parse(variable, raw)
+        # The two defaults that depend on something else than the table.
+        values.setdefault("jwks", _jwks_in(values.get("keys_dir", _KEYS_DIR)))
+        values.setdefault("actor", _login_actor(env))
+        return cls(**values)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (CLI flags override the environment)."""
@@ -111,10 +187,12 @@ class Settings:
         return self.encryption_key
 
 
-def _actor(configured: str | None, env: Mapping[str, str]) -> str:
-    """Who the rotation log names: MCP_ACTOR, else user@host (checked the same way)."""
-    if configured is not None:
-        return _check_actor(configured, "MCP_ACTOR must be at most 200 printable characters")
+DEFAULTS = Settings()
+"""Every default, for code that offers one without being handed `Settings` (never a literal)."""
+
+
+def _login_actor(env: Mapping[str, str]) -> str:
+    """The rotation log's actor when MCP_ACTOR is not set: user@host, checked the same way."""
     variable = "USER" if env.get("USER") else "LOGNAME"
     user = env.get(variable)
     if not user:
@@ -135,29 +213,3 @@ def _check_actor(actor: str, error: str) -> str:
     if len(actor) > 200 or not actor.isprintable():
         raise ConfigError(error)
     return actor
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if not value > 0:
-        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
-    return value

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_warden.tokens.revocation_redis import PREFIX
+from mcp_warden.tokens.revocation.redis import PREFIX
 from tests.support.replicas import (
     PROPAGATION_SECONDS,
     REVOCATION_REFRESH_SECONDS,

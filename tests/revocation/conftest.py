@@ -15,9 +15,9 @@ import pytest
 
 from mcp_warden.config import Settings
 from mcp_warden.tokens.revocation import Denylist, open_denylist, sqlite_path
-from mcp_warden.tokens.revocation_redis import RedisStore, connect
-from mcp_warden.tokens.revocation_sqlite import SqliteStore
-from mcp_warden.tokens.revocation_sync import Store
+from mcp_warden.tokens.revocation.redis import RedisStore, connect
+from mcp_warden.tokens.revocation.sqlite import SqliteStore
+from mcp_warden.tokens.revocation.store import Store
 from tests.support.procs import REPO, cli_env, stop
 from tests.support.redis_server import RedisServer
 

@@ -10,8 +10,8 @@ import redis
 
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import Denylist, RevocationStoreError, SyncedDenylist
-from mcp_warden.tokens.revocation_redis import PREFIX
-from mcp_warden.tokens.revocation_sync import Entries, Store
+from mcp_warden.tokens.revocation.redis import PREFIX
+from mcp_warden.tokens.revocation.store import Entries, Store
 from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, open_store, settings_for
 from tests.support.procs import free_port
 from tests.support.redis_server import RedisServer

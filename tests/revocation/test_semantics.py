@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from mcp_warden.tokens.revocation import Denylist, SyncedDenylist, sub_cutoff
-from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
+from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, open_store, settings_for
 
 Open = Callable[..., Denylist]
 
@@ -112,3 +112,32 @@ def test_a_sub_revoked_at_the_cutoff_outlives_every_token_it_refuses(
     denylist.revoke_jti("other", int(clock.now) + 60)  # a write purges what expired
     sync(denylist)
     assert denylist.is_revoked("j", "alice", ahead)
+
+
+@pytest.mark.parametrize("kind", ["jti", "sub"])
+def test_every_backend_keeps_an_entry_to_the_same_last_second(
+    any_url: str, kind: str, opened: Open, clock: FakeClock
+) -> None:
+    """One expiry rule: a jti until exp + leeway, a sub until at + max_ttl + leeway, then gone,
+    from this process's view and from the shared store alike."""
+    now = int(clock.now)
+    denylist = opened(settings_for(any_url), clock=clock)
+    if kind == "jti":
+        denylist.revoke_jti("leaked", now + 10)
+        last = now + 10 + LEEWAY
+    else:
+        denylist.revoke_sub("alice", now)
+        last = now + MAX_TTL + LEEWAY
+    reader = None if any_url == "memory://" else open_store(any_url)
+    try:
+        for when, kept in ((last, True), (last + 1, False)):
+            clock.now = when
+            denylist.revoke_jti(f"write-{when}", when + 60)  # a write purges what expired
+            sync(denylist)
+            assert denylist.is_revoked("leaked", "alice", now) is kept, when - now
+            if reader is not None:
+                stored = reader.load(when)
+                assert ("leaked" in stored.jtis or "alice" in stored.subs) is kept
+    finally:
+        if reader is not None:
+            reader.close()

@@ -15,8 +15,8 @@ import pytest
 
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.revocation import Denylist, RevocationStoreError, SyncedDenylist
-from mcp_warden.tokens.revocation_sqlite import SqliteStore
-from mcp_warden.tokens.revocation_sync import Entries
+from mcp_warden.tokens.revocation.sqlite import SqliteStore
+from mcp_warden.tokens.revocation.store import Entries
 from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
 
 Open = Callable[..., Denylist]
@@ -258,7 +258,7 @@ def test_a_link_swapped_in_while_sqlite_opens_is_refused(
         opened: sqlite3.Connection = connect(path, **kwargs)
         return opened
 
-    monkeypatch.setattr("mcp_warden.tokens.revocation_sqlite.sqlite3.connect", swapping_connect)
+    monkeypatch.setattr("mcp_warden.tokens.revocation.sqlite.sqlite3.connect", swapping_connect)
     with pytest.raises(ConfigError, match="replaced while it was being opened"):
         SqliteStore(db, max_ttl=MAX_TTL, leeway=LEEWAY)
     assert other.read_bytes() == before

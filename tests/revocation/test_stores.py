@@ -9,7 +9,7 @@ import pytest
 
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import Denylist, SyncedDenylist
-from mcp_warden.tokens.revocation_sync import Entries, Store
+from mcp_warden.tokens.revocation.store import Entries, Store
 from tests.revocation.conftest import settings_for
 
 Open = Callable[..., Denylist]

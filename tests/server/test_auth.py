@@ -38,6 +38,9 @@ class Unreachable(MemoryDenylist):
     def is_revoked(self, jti: str, sub: str, iat: int) -> bool:
         raise TokenError("revocation_unavailable", "cannot reach redis://127.0.0.1:1/0 since 31 s")
 
+    def fresh(self) -> bool:
+        return False
+
 
 def sdk_like(adapter: TokenVerifierAdapter, token: str | None) -> Any:
     """An ASGI app that authenticates as the SDK does and answers 200 or its 401."""

@@ -56,7 +56,7 @@ from mcp_warden.credentials.store import CredentialStore
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.jws import b64url_decode
 from mcp_warden.tokens.keys import KeyDir
-from mcp_warden.tokens.revocation_redis import PREFIX
+from mcp_warden.tokens.revocation.redis import PREFIX
 from tests.support.credentials import new_key as new_master_key
 from tests.support.procs import background, cli_env, free_port, run_cli, stop
 from tests.support.redis_server import RedisServer, redis_binary

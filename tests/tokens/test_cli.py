@@ -14,7 +14,7 @@ from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.revocation import MemoryDenylist, open_denylist
-from mcp_warden.tokens.revocation_sqlite import SqliteStore
+from mcp_warden.tokens.revocation.sqlite import SqliteStore
 from tests.support.procs import cli_env, run_cli
 from tests.support.tokens import forge
 

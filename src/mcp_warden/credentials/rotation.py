@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mcp_warden.config import Settings
+from mcp_warden.config import DEFAULTS, Settings
 from mcp_warden.credentials import files
 from mcp_warden.credentials.auditlog import LogEvent, RotationLog
 from mcp_warden.credentials.bindings import Status
@@ -177,7 +177,12 @@ class Rotator:
         """The age of every credential in the store, in file order."""
         return credential_ages(self.store.path, self.log)
 
-    def due(self, name: str, max_age_days: int = 30, now: datetime | None = None) -> bool:
+    def due(
+        self,
+        name: str,
+        max_age_days: int = DEFAULTS.rotation_max_age_days,
+        now: datetime | None = None,
+    ) -> bool:
         """Whether `name` is due for rotation (age >= max_age_days days, or unknown)."""
         if name not in self.store.names():
             raise not_found(self.store.path, name)

@@ -59,7 +59,6 @@ from mcp_warden.server.guard import GrantSource, StdioGrants, ToolGuard, ToolSco
 from mcp_warden.server.limits import ConcurrencyLayer, MethodLayer
 from mcp_warden.server.tools import ScavioClient, ToolSpec, add_tools, all_tools
 from mcp_warden.tokens.claims import Claims
-from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import Denylist, open_denylist
 from mcp_warden.tokens.verifier import Verifier
 
@@ -214,16 +213,8 @@ def add_health_route(server: MCPServer[Any], denylist: Denylist) -> None:
 
 
 def revocations_checkable(denylist: Denylist) -> bool:
-    """False when the denylist would refuse tokens as `revocation_unavailable`.
-
-    Asks about an empty jti and sub, which no revocation can name (both are
-    refused when revoking), so only the freshness check can answer.
-    """
-    try:
-        denylist.is_revoked("", "", 0)
-    except TokenError:
-        return False
-    return True
+    """False while the denylist would refuse tokens as `revocation_unavailable`."""
+    return denylist.fresh()
 
 
 def transport_security(audience: str, host: str) -> TransportSecuritySettings | None:

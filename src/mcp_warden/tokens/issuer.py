@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jwt
 
+from mcp_warden.config import DEFAULTS
 from mcp_warden.errors import WardenError
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.toolnames import is_tool_name
@@ -52,7 +53,7 @@ def mint(
     tools: Iterable[str],
     ttl: int,
     audience: str,
-    max_ttl: int = 86_400,
+    max_ttl: int = DEFAULTS.token_max_ttl,
     clock: Callable[[], float] = time.time,
 ) -> str:
     """A compact JWS access token for `sub`, allowed to call `tools` for `ttl` seconds."""

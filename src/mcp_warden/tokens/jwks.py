@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
+from mcp_warden.config import DEFAULTS
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.jws import MalformedError, b64url_decode, b64url_encode
 from mcp_warden.urls import redacted, scrub
@@ -45,7 +46,6 @@ KeySet = Mapping[str, Ed25519PublicKey]
 
 ED25519_KEY_BYTES = 32
 MAX_JWKS_BYTES = 256 * 1024
-URL_MAX_AGE_SECONDS = 60.0
 
 
 class JwksError(ValueError):
@@ -152,7 +152,11 @@ class FileJwks:
     """
 
     def __init__(
-        self, path: Path, *, refresh_seconds: float = 1.0, monotonic: Monotonic = time.monotonic
+        self,
+        path: Path,
+        *,
+        refresh_seconds: float = DEFAULTS.jwks_refresh_seconds,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
         self._path = path
         self._refresh = refresh_seconds
@@ -223,8 +227,8 @@ class UrlJwks:
         self,
         url: str,
         *,
-        max_age: float = URL_MAX_AGE_SECONDS,
-        cooldown: float = 1.0,
+        max_age: float = DEFAULTS.jwks_max_age_seconds,
+        cooldown: float = DEFAULTS.jwks_refresh_seconds,
         timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         monotonic: Monotonic = time.monotonic,
@@ -326,7 +330,10 @@ def _read_capped(path: Path) -> bytes:
 
 
 def open_jwks(
-    location: str, *, refresh_seconds: float = 1.0, max_age_seconds: float = URL_MAX_AGE_SECONDS
+    location: str,
+    *,
+    refresh_seconds: float = DEFAULTS.jwks_refresh_seconds,
+    max_age_seconds: float = DEFAULTS.jwks_max_age_seconds,
 ) -> FileJwks | UrlJwks:
     """A JWKS source for MCP_JWKS: an https URL or a file path.
 

@@ -19,7 +19,7 @@ Decisions:
 - exp has no leeway: a token is refused from the second its exp is reached
   (exp equal to now included). The denylist keeps a revoked jti only until
   its exp, so accepting a token after exp could accept a revoked one.
-  The leeway (default 30 s) tolerates issuer clocks ahead of ours: nbf/iat
+  The leeway (MCP_TOKEN_LEEWAY) tolerates issuer clocks ahead of ours: nbf/iat
   up to `leeway` seconds in the future.
 - NumericDates must be JSON integers (not floats, strings or booleans); our
   issuer writes integers and Claims holds ints.
@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from mcp_warden.config import Settings
+from mcp_warden.config import DEFAULTS, Settings
 from mcp_warden.tokens.claims import Claims
 from mcp_warden.tokens.errors import Reason, TokenError
 from mcp_warden.tokens.jwks import JwksSource, open_jwks
@@ -77,8 +77,8 @@ class Verifier:
         issuer: str,
         audience: str,
         denylist: Denylist,
-        leeway: int = 30,
-        max_ttl: int = 86_400,
+        leeway: int = DEFAULTS.token_leeway,
+        max_ttl: int = DEFAULTS.token_max_ttl,
         clock: Callable[[], float] = time.time,
         cache_size: int = 10_000,
     ) -> None:

@@ -7,8 +7,8 @@ with the largest id is purged (plain INTEGER PRIMARY KEY could reuse it and a
 reader whose cursor sits there would miss the new row). SQLite has one writer
 at a time, so a row becomes visible only after every smaller id: a reader's
 `WHERE id > cursor` is a range scan of the rowid b-tree that costs what
-changed since its last sync. A row holds `expires_at` (jti: exp + leeway;
-sub: at + max_ttl + leeway) and every write deletes the expired rows through
+changed since its last sync. A row holds `expires_at` (by rules.Expiry; a
+row is expired once `now` is past it) and every write deletes the expired rows through
 an index in the same transaction, so the table holds only the revocations of
 the last token lifetime. Duplicates (a jti revoked twice) are merged by the
 readers (`max`).
@@ -44,7 +44,8 @@ from pathlib import Path
 
 from mcp_warden.credentials.files import open_private
 from mcp_warden.errors import ConfigError
-from mcp_warden.tokens.revocation_sync import Clock, Entries, RevocationStoreError
+from mcp_warden.tokens.revocation.rules import Clock, Expiry, expired
+from mcp_warden.tokens.revocation.store import Entries, RevocationStoreError
 
 BUSY_TIMEOUT_SECONDS = 5.0
 _BATCH = 10_000
@@ -79,8 +80,7 @@ class SqliteStore:
 
     def __init__(self, path: Path, *, max_ttl: int, leeway: int, clock: Clock = time.time) -> None:
         self.path = path.absolute()  # a later chdir must not change the file
-        self._max_ttl = max_ttl
-        self._leeway = leeway
+        self._expiry = Expiry(max_ttl=max_ttl, leeway=leeway)
         self._clock = clock
         self._last: Row | None = None  # the last row read; its id is the cursor
         self._reset = False  # the path was reopened: the next changes() reports a reset
@@ -106,6 +106,7 @@ class SqliteStore:
                     for kind, into in (("jti", entries.jtis), ("sub", entries.subs)):
                         # NOT INDEXED: nearly every row matches, and a table scan reads
                         # them in order instead of one b-tree search per row (3x faster).
+                        # `expires_at >= now`: not expired (rules.expired).
                         rows = db.execute(
                             "SELECT key, value FROM revocations NOT INDEXED "
                             "WHERE kind = ? AND expires_at >= ?",
@@ -158,9 +159,9 @@ class SqliteStore:
                 raise self._error("cannot read", exc) from exc
 
     def put(self, entries: Entries, now: int) -> None:
-        jti_life, sub_life = self._leeway, self._max_ttl + self._leeway
-        rows = [("jti", k, v, v + jti_life) for k, v in entries.jtis.items()]
-        rows += [("sub", k, v, v + sub_life) for k, v in entries.subs.items()]
+        jti, sub = self._expiry.jti, self._expiry.sub
+        rows = [("jti", k, v, jti.expires_at(v)) for k, v in entries.jtis.items()]
+        rows += [("sub", k, v, sub.expires_at(v)) for k, v in entries.subs.items()]
         with self._lock:
             try:
                 db = self._current()
@@ -171,6 +172,7 @@ class SqliteStore:
                         "VALUES (?, ?, ?, ?)",
                         rows,
                     )
+                    # `expires_at < now`: expired (rules.expired)
                     db.execute("DELETE FROM revocations WHERE expires_at < ?", (now,))
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -227,7 +229,7 @@ class SqliteStore:
             return False
         if rows and rows[0][0] == self._last[0]:
             return tuple(rows[0]) != self._last
-        return self._last[4] >= int(self._clock())
+        return not expired(self._last[4], int(self._clock()))
 
     def _error(self, what: str, exc: BaseException) -> RevocationStoreError:
         return _store_error(what, self.path, exc)

@@ -5,18 +5,19 @@ when its `sub` was revoked at or after the token's `iat` ("every token of this
 subject issued so far"; `sub_cutoff` moves that point `leeway` seconds ahead,
 as far as verifiers accept an `iat`). Backends are chosen by `MCP_REVOCATION_URL`:
 
-- `memory://`: this process only (tests, a single stdio server);
+- `memory://`: this process only (tests, a single stdio server), see `memory`;
 - `sqlite:///relative/path` or `sqlite:////absolute/path`: every process on one
-  host (the default, `sqlite:///./revocations.db`), see `revocation_sqlite`;
+  host (the default, `sqlite:///./revocations.db`), see `sqlite`;
 - `redis://[user:password@]host[:port][/db]` or `rediss://...` (TLS): every
-  replica on every host, see `revocation_redis`.
+  replica on every host, see `redis`.
 
 `is_revoked` sits on every request's path, so every backend answers it from
-an in-process view (dict lookups) that a background thread keeps in sync with
-the shared store (`revocation_sync`); a revocation made elsewhere is seen
-within `MCP_REVOCATION_REFRESH_SECONDS` (0.5 s) plus one read. Entries leave
-every backend once no token they concern can still be accepted, so the list
-holds only the last token lifetime's revocations.
+an in-process view (`view`: dict lookups, the one check) that a background
+thread keeps in sync with the shared store (`sync`); a revocation made
+elsewhere is seen within `MCP_REVOCATION_REFRESH_SECONDS` plus one read.
+Entries leave the view and every store by one rule (`rules`), once no token
+they concern can still be accepted, so the list holds only the last token
+lifetime's revocations. `store` says what a shared store must do.
 """
 
 from __future__ import annotations
@@ -28,15 +29,10 @@ from urllib.parse import urlsplit
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
-from mcp_warden.tokens.revocation_sync import (
-    Clock,
-    Entries,
-    RevocationStoreError,
-    RevocationView,
-    Store,
-    SyncedDenylist,
-    check_entry,
-)
+from mcp_warden.tokens.revocation.memory import MemoryDenylist
+from mcp_warden.tokens.revocation.rules import Clock, sub_cutoff
+from mcp_warden.tokens.revocation.store import RevocationStoreError, Store
+from mcp_warden.tokens.revocation.sync import SyncedDenylist
 
 __all__ = [
     "Clock",
@@ -64,50 +60,30 @@ class Denylist(Protocol):
     def is_revoked(self, jti: str, sub: str, iat: int) -> bool:
         """True when the token is revoked.
 
-        Raises TokenError("revocation_unavailable") when the backend cannot
-        vouch for its answer (a shared store unreachable for too long).
+        Raises TokenError("revocation_unavailable") for a token it does not
+        know as revoked while it is not `fresh()`.
         """
+
+    def fresh(self) -> bool:
+        """True while the backend can vouch for its answers (a shared store was read
+        within MCP_REVOCATION_STALE_SECONDS); `/healthz` reports it."""
 
     def close(self) -> None:
         """Release connections and background work."""
 
 
-class MemoryDenylist:
-    """One process only: for tests and single-process stdio servers."""
-
-    def __init__(
-        self, *, max_ttl: int = 86_400, leeway: int = 30, clock: Clock = time.time
-    ) -> None:
-        self._view = RevocationView(max_ttl=max_ttl, leeway=leeway)
-        self._clock = clock
-
-    def revoke_jti(self, jti: str, exp: int) -> None:
-        check_entry(jti, exp, "jti")
-        self._add(Entries(jtis={jti: exp}))
-
-    def revoke_sub(self, sub: str, at: int) -> None:
-        check_entry(sub, at, "sub")
-        self._add(Entries(subs={sub: at}))
-
-    def is_revoked(self, jti: str, sub: str, iat: int) -> bool:
-        return self._view.contains(jti, sub, iat)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def _add(self, entries: Entries) -> None:
-        self._view.merge(entries)
-        self._view.purge(int(self._clock()))
-
-
-def open_denylist(settings: Settings, *, clock: Clock = time.time, follow: bool = True) -> Denylist:
+def open_denylist(
+    settings: Settings,
+    *,
+    clock: Clock = time.time,
+    monotonic: Clock = time.monotonic,
+    follow: bool = True,
+) -> Denylist:
     """The backend named by `settings.revocation_url` (ConfigError when it names none).
 
     `follow=False` is for a process that only revokes (`token revoke`): it skips
-    loading the shared list and the sync thread (see SyncedDenylist).
+    loading the shared list and the sync thread (see SyncedDenylist). The clocks
+    are for tests: `clock` dates entries, `monotonic` times freshness.
     """
     url = settings.revocation_url
     max_ttl, leeway = settings.token_max_ttl, settings.token_leeway
@@ -115,11 +91,11 @@ def open_denylist(settings: Settings, *, clock: Clock = time.time, follow: bool 
         return MemoryDenylist(max_ttl=max_ttl, leeway=leeway, clock=clock)
     scheme = url.split(":", 1)[0] if ":" in url else ""
     if scheme == "sqlite":
-        from mcp_warden.tokens.revocation_sqlite import SqliteStore  # noqa: PLC0415
+        from mcp_warden.tokens.revocation.sqlite import SqliteStore  # noqa: PLC0415
 
         store: Store = SqliteStore(sqlite_path(url), max_ttl=max_ttl, leeway=leeway, clock=clock)
     elif scheme in ("redis", "rediss"):
-        from mcp_warden.tokens.revocation_redis import RedisStore, connect  # noqa: PLC0415
+        from mcp_warden.tokens.revocation.redis import RedisStore, connect  # noqa: PLC0415
 
         client, where = connect(url)
         store = RedisStore(client, where, max_ttl=max_ttl, leeway=leeway)
@@ -133,21 +109,9 @@ def open_denylist(settings: Settings, *, clock: Clock = time.time, follow: bool 
         refresh=settings.revocation_refresh_seconds,
         stale=settings.revocation_stale_seconds,
         clock=clock,
+        monotonic=monotonic,
         follow=follow,
     )
-
-
-def sub_cutoff(now: float, leeway: int) -> int:
-    """The `at` of "revoke every token of this subject issued so far", revoked at `now`.
-
-    Verifiers accept an `iat` up to `leeway` seconds ahead of their clock, so a
-    token minted just before the revocation by a host whose clock runs ahead
-    may carry an `iat` up to `now + leeway`: the cutoff covers it. The price:
-    tokens of the subject minted within `leeway` seconds after the revocation
-    are refused too. The entry lives until `at + max_ttl + leeway`, past the
-    `exp` (at most `iat + max_ttl`) of every token it refuses.
-    """
-    return int(now) + leeway
 
 
 def store_location(url: str) -> str:

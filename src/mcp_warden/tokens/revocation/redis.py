@@ -6,14 +6,14 @@ Keys (prefix `mcp-warden:revocation:`):
   the current list, which a replica loads in full (ZSCAN) only when it starts
   or cannot prove it missed nothing. `ZADD GT` keeps the largest value, so
   writes are idempotent and commute. Every write also removes, in the same
-  MULTI, the members no token can still pass under (jti: exp + leeway passed;
-  sub: at + max_ttl + leeway passed): both sets hold only the revocations of
-  the last token lifetime.
+  MULTI, the members rules.Expiry says have expired: both sets hold only the
+  revocations of the last token lifetime.
 - `events`, a Stream with one entry per revocation, trimmed on every XADD
-  with an exact `MINID` (by Redis's clock) to the last `max_ttl + 2 * leeway`
-  seconds: an older entry only concerns expired tokens. Replicas XREAD it
-  from their last id, so a sync costs what changed since the previous one
-  (0.5 s by default), and a request's lookup never crosses the network.
+  with an exact `MINID` (by Redis's clock) to the last `Expiry.after_write`
+  seconds (max_ttl + 2 * leeway): an older entry only concerns expired
+  tokens. Replicas XREAD it from their last id, so a sync costs what changed
+  since the previous one (MCP_REVOCATION_REFRESH_SECONDS ago), and a
+  request's lookup never crosses the network.
 - `epoch`, a random value set once (SET NX) and compared on every sync: a
   missing or different epoch means the data set was replaced (a Redis that
   restarted empty, a failover to another copy) and the replica reloads.
@@ -55,7 +55,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from mcp_warden.errors import ConfigError
-from mcp_warden.tokens.revocation_sync import Entries, RevocationStoreError
+from mcp_warden.tokens.revocation.rules import Expiry
+from mcp_warden.tokens.revocation.store import Entries, RevocationStoreError
 
 PREFIX = "mcp-warden:revocation:"
 CONNECT_TIMEOUT_SECONDS = 1.0
@@ -112,8 +113,7 @@ class RedisStore:
     ) -> None:
         self._redis = client
         self._where = where
-        self._max_ttl = max_ttl
-        self._leeway = leeway
+        self._expiry = Expiry(max_ttl=max_ttl, leeway=leeway)
         self._jti_key = prefix + "jti"
         self._sub_key = prefix + "sub"
         self._events_key = prefix + "events"
@@ -135,8 +135,8 @@ class RedisStore:
             _, epoch, last = pipe.execute()
             # Entries added while we scan are also after this cursor: read twice, merged by max.
             entries = Entries(
-                self._scan(self._jti_key, now - self._leeway),
-                self._scan(self._sub_key, now - self._max_ttl - self._leeway),
+                self._scan(self._jti_key, self._expiry.jti.oldest_live(now)),
+                self._scan(self._sub_key, self._expiry.sub.oldest_live(now)),
             )
             self._epoch = epoch
             self._cursor = last[0][0] if last else "0-0"
@@ -180,7 +180,7 @@ class RedisStore:
         with self._errors("write"):
             # Stream ids are the server's milliseconds: trim by its clock, not ours.
             seconds, micros = self._redis.time()
-            floor_ms = (seconds - self._max_ttl - 2 * self._leeway) * 1000 + micros // 1000
+            floor_ms = (seconds - self._expiry.after_write) * 1000 + micros // 1000
             pipe = self._redis.pipeline(transaction=True)
             if entries.jtis:
                 pipe.zadd(self._jti_key, entries.jtis, gt=True)
@@ -216,10 +216,12 @@ class RedisStore:
         self._redis.close()
 
     def _purge(self, pipe: Any, now: int) -> None:
-        pipe.zremrangebyscore(self._jti_key, "-inf", f"({now - self._leeway}")
-        pipe.zremrangebyscore(self._sub_key, "-inf", f"({now - self._max_ttl - self._leeway}")
+        """Remove the members below the oldest live value (expired by rules.Expiry)."""
+        for key, lifetime in ((self._jti_key, self._expiry.jti), (self._sub_key, self._expiry.sub)):
+            pipe.zremrangebyscore(key, "-inf", f"({lifetime.oldest_live(now)}")
 
     def _scan(self, key: str, floor: int) -> dict[str, int]:
+        """The members whose value is at least `floor` (the oldest live one)."""
         return {
             member: int(score)
             for member, score in self._redis.zscan_iter(key, count=_BATCH)
