@@ -56,15 +56,15 @@ from typing_extensions import TypedDict
 from mcp_warden import __version__
 from mcp_warden.config import ScavioProfile, Settings
 from mcp_warden.errors import ConfigError, WardenError
-from mcp_warden.server.tools.base import ToolSpec
-from mcp_warden.server.tools.masking import mask_secret
-from mcp_warden.server.tools.retry import (
+from mcp_warden.scavio.masking import mask_secret
+from mcp_warden.scavio.retry import (
     Sleep,
     Transient,
     TransientReason,
     retry_after_seconds,
     retrying,
 )
+from mcp_warden.server.tools.base import ToolSpec
 from mcp_warden.urls import redacted
 
 log = logging.getLogger("mcp_warden.server.tools.scavio")

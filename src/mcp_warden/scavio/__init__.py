@@ -1,0 +1,1 @@
+"""The Scavio Search API as an upstream: the client, without anything of MCP."""
