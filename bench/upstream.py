@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import Figure
-from mcp_warden.server.tools.scavio import ScavioClient
+from mcp_warden.scavio.client import ScavioClient
 
 CALLS = 300
 REPEAT = 5
