@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 ROTATE = "run `mcp-warden cred rotate scavio_api_key`"
@@ -41,3 +42,12 @@ FAILURES: list[tuple[dict[str, Any], str, str, int]] = [
         1,
     ),
 ]
+
+
+def missing_key_logged(store: Path) -> str:
+    """The one server-log line of a call when `store` has no `scavio_api_key`: the fix, once."""
+    return (
+        "the Scavio API key 'scavio_api_key' could not be loaded: no credential "
+        f"'scavio_api_key' in {store}; list them with `mcp-warden cred list` or create it "
+        "with `mcp-warden cred set scavio_api_key`"
+    )

@@ -26,6 +26,7 @@ from tests.support.credentials import cred_env
 from tests.support.credentials import new_key as new_master_key
 from tests.support.procs import free_port, run_cli
 from tests.support.stub import Stub, new_key
+from tests.tools.cases import missing_key_logged
 from tests.tools.fakes import Sleeps
 from tests.tools.inprocess import InProcessStub
 
@@ -89,6 +90,21 @@ async def test_a_rotated_key_is_used_on_the_next_call(
     assert stub.statuses() == [200, 200, 200, 401]
 
 
+async def refused_load(client: ScavioClient) -> ScavioError:
+    """The error of a call whose key cannot be loaded, checked for what all such errors share:
+    one fixed reason for the client, no chained cause, nothing sent upstream."""
+    with pytest.raises(ScavioError) as refused:
+        await client.usage()
+    assert refused.value.reason == "no_credential"
+    assert str(refused.value) == (
+        "the upstream credential is not available on this server (no_credential); "
+        "the server log has the cause"
+    )
+    assert refused.value.__cause__ is None
+    assert refused.value.__suppress_context__
+    return refused.value
+
+
 async def test_a_missing_credential_states_its_fix_once_in_the_server_log(
     make_client: Callable[..., ScavioClient],
     stub: Stub,
@@ -102,21 +118,9 @@ async def test_a_missing_credential_states_its_fix_once_in_the_server_log(
     store.set("other_api_key", "a value")  # a store as `cred set` writes it, without ours
 
     async with make_client(load_key=lambda: store.load("scavio_api_key")) as client:
-        with pytest.raises(ScavioError) as refused:
-            await client.search(QUERY)
-    assert refused.value.reason == "no_credential"
-    assert str(refused.value) == (
-        "the upstream credential is not available on this server (no_credential); "
-        "the server log has the cause"
-    )
-    assert refused.value.__cause__ is None
-    assert refused.value.__suppress_context__
+        await refused_load(client)
     logged = [r.getMessage() for r in caplog.records if r.name.startswith("mcp_warden")]
-    assert logged == [
-        f"the Scavio API key 'scavio_api_key' could not be loaded: no credential "
-        f"'scavio_api_key' in {path}; list them with `mcp-warden cred list` or create it "
-        "with `mcp-warden cred set scavio_api_key`"
-    ]
+    assert logged == [missing_key_logged(path)]
     assert stub.calls() == 0
 
 
@@ -127,15 +131,7 @@ async def test_a_master_key_missing_at_load_is_a_clear_error(
         raise ConfigError("MCP_ENCRYPTION_KEY is not set; create one with `mcp-warden keygen`")
 
     async with make_client(load_key=load) as client:
-        with pytest.raises(ScavioError) as refused:
-            await client.search(QUERY)
-    assert refused.value.reason == "no_credential"
-    assert str(refused.value) == (
-        "the upstream credential is not available on this server (no_credential); "
-        "the server log has the cause"
-    )
-    assert refused.value.__cause__ is None
-    assert refused.value.__suppress_context__
+        await refused_load(client)
     assert stub.calls() == 0
 
 
@@ -164,15 +160,9 @@ async def test_a_credential_error_shows_the_client_no_server_path_and_logs_it(
         raise failure(store)
 
     async with make_client(load_key=load) as client:
-        with pytest.raises(ScavioError) as refused:
-            await client.usage()
-    assert refused.value.reason == "no_credential"
-    assert str(refused.value) == (
-        "the upstream credential is not available on this server (no_credential); "
-        "the server log has the cause"
-    )
-    assert str(tmp_path) not in str(refused.value)
-    assert "secret-dir" not in str(refused.value)
+        refused = await refused_load(client)
+    assert str(tmp_path) not in str(refused)
+    assert "secret-dir" not in str(refused)
     logged = [r.getMessage() for r in caplog.records if r.name.startswith("mcp_warden")]
     assert len(logged) == 1
     assert logged[0].startswith("the Scavio API key 'scavio_api_key' could not be loaded: ")

@@ -21,7 +21,7 @@ from mcp_warden.scavio.client import ScavioClient
 from mcp_warden.scavio.errors import ScavioError
 from mcp_warden.server.tools import ToolSpec, add_tools, all_tools
 from tests.support.stub import Stub, key_runs
-from tests.tools.cases import FAILURES
+from tests.tools.cases import FAILURES, missing_key_logged
 
 pytestmark = pytest.mark.anyio
 
@@ -209,11 +209,8 @@ async def test_a_credential_error_shows_the_mcp_client_no_server_path(
         "server (no_credential); the server log has the cause"
     )
     assert str(tmp_path) not in text
-    assert [r.getMessage() for r in caplog.records if r.name.startswith("mcp_warden")] == [
-        f"the Scavio API key 'scavio_api_key' could not be loaded: no credential "
-        f"'scavio_api_key' in {store}; list them with `mcp-warden cred list` or create it "
-        "with `mcp-warden cred set scavio_api_key`"
-    ]
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("mcp_warden")]
+    assert logged == [missing_key_logged(store)]
     assert stub.calls() == 0
 
 

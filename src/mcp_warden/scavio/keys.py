@@ -2,10 +2,10 @@
 
 `load_api_key` calls the loader it is given (in the server, the credential
 store's `load`) on every attempt, inline rather than in a worker thread: with
-the store unchanged a load is cheaper than the thread hop would be (both
-figures are in docs/benchmarks.md, sections "credentials" and "upstream
-client"). The key lives in local variables only and is never logged or put
-in a message.
+the store unchanged a load costs far less than the thread hop would (see
+docs/benchmarks.md, "upstream client": the key load inline and through a
+worker thread). The key lives in local variables only and is never logged or
+put in a message.
 
 When the key cannot be loaded, the MCP client gets one fixed reason
 (`UNAVAILABLE`): the cause names server files (the store, its master key) and
