@@ -1,5 +1,5 @@
 """The tools registered as-is on the `mcp` SDK's MCPServer, driven by the SDK's own
-client (in-process), calling the real stub over HTTP."""
+client (in-process), calling the stub app over HTTP semantics (in-process too)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,15 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.scavio.client import ScavioClient
+from mcp_warden.scavio.errors import ScavioError
 from mcp_warden.server.tools import ToolSpec, add_tools, all_tools
-from mcp_warden.server.tools.scavio import ScavioClient
 from tests.support.stub import Stub, key_runs
+from tests.tools.cases import FAILURES, missing_key_logged
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +32,41 @@ def server_with(scavio: ScavioClient, **options: Any) -> MCPServer:
     server = MCPServer("warden-test")
     add_tools(server, all_tools(scavio), **options)
     return server
+
+
+def tool(scavio: ScavioClient, name: str) -> Callable[..., Awaitable[Any]]:
+    """The function registered as tool `name` (what the SDK calls)."""
+    return {spec.name: spec.fn for spec in all_tools(scavio)}[name]
+
+
+@pytest.mark.parametrize("case", FAILURES, ids=[repr(f[0]) for f in FAILURES])
+async def test_each_client_failure_reaches_the_sdk_as_a_tool_error_with_its_reason(
+    make_client: Callable[..., ScavioClient],
+    stub: Stub,
+    case: tuple[dict[str, Any], str, str, int],
+) -> None:
+    mode, reason, message, calls = case
+    stub.mode(**mode, times=calls)
+    async with make_client() as scavio:
+        with pytest.raises(ScavioError) as failed:
+            await tool(scavio, "web_search")(query=QUERY)
+    assert isinstance(failed.value, ToolError)  # the SDK turns it into isError
+    assert failed.value.reason == reason  # the guard's audit line reads it
+    assert message in str(failed.value)
+    assert failed.value.__cause__ is None
+    assert stub.calls() == calls
+
+
+async def test_an_argument_the_client_refuses_is_a_tool_error_too(
+    make_client: Callable[..., ScavioClient], stub: Stub
+) -> None:
+    async with make_client() as scavio:
+        with pytest.raises(ScavioError) as failed:
+            await tool(scavio, "extract_url")(url="https://user:pw@example.org/")
+    assert isinstance(failed.value, ToolError)
+    assert failed.value.reason == "invalid_argument"
+    assert str(failed.value) == "url must not contain a user name or password"
+    assert stub.calls() == 0
 
 
 async def test_tools_list_publishes_names_limits_and_output_schemas(
@@ -155,9 +193,9 @@ async def test_a_credential_error_shows_the_mcp_client_no_server_path(
 ) -> None:
     caplog.set_level(logging.INFO)
     store = tmp_path / "mcp_credentials.enc"
-    store.write_text("{}")
     master = "00" * 32
     credentials = CredentialStore(store, parse_key(master))
+    credentials.set("other_api_key", "a value")  # a real store, without the Scavio key
 
     async with (
         make_client(load_key=lambda: credentials.load("scavio_api_key")) as scavio,
@@ -171,7 +209,8 @@ async def test_a_credential_error_shows_the_mcp_client_no_server_path(
         "server (no_credential); the server log has the cause"
     )
     assert str(tmp_path) not in text
-    assert f"no credential 'scavio_api_key' in {store}" in caplog.text
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("mcp_warden")]
+    assert logged == [missing_key_logged(store)]
     assert stub.calls() == 0
 
 

@@ -1,4 +1,5 @@
-"""Both upstream profiles, over HTTP to the real stub, normalize to the same shapes."""
+"""Both upstream profiles, over HTTP to the stub, normalize to the same shapes (the stub
+in-process, except where the connection pool itself is under test)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections.abc import Callable
 import pytest
 
 from mcp_warden.config import ScavioProfile, Settings
-from mcp_warden.server.tools.scavio import ScavioClient, ScavioError
+from mcp_warden.scavio.client import ScavioClient
+from mcp_warden.scavio.errors import ScavioError
 from mcp_warden.stub_upstream import key_id
 from tests.support.stub import Stub
+from tests.tools.inprocess import InProcessStub
 
 pytestmark = pytest.mark.anyio
 
@@ -71,12 +74,13 @@ async def test_extract_and_usage_normalize(
 
 @pytest.mark.parametrize("profile", PROFILES)
 async def test_each_profile_sends_its_own_auth_header(
-    stub: Stub, api_key: str, profile: ScavioProfile
+    stub: InProcessStub, api_key: str, profile: ScavioProfile
 ) -> None:
     """Each search path accepts only its profile's header: the other one gets a 401."""
     other: ScavioProfile = "tutorial" if profile == "scavio-v2" else "scavio-v2"
     settings = Settings(scavio_base_url=stub.url, scavio_profile=profile)
-    async with ScavioClient.from_settings(settings, lambda: api_key) as client:
+    client = ScavioClient.from_settings(settings, lambda: api_key, transport=stub.transport())
+    async with client:
         await client.search("header check")
         with pytest.raises(ScavioError) as refused:
             await client.request_json("POST", SEARCH_PATH[other], {"query": "header check"})
@@ -85,23 +89,25 @@ async def test_each_profile_sends_its_own_auth_header(
     assert stub.keys_used() == [key_id(api_key), None]
 
 
-async def test_connections_are_reused(make_client: Callable[..., ScavioClient], stub: Stub) -> None:
+async def test_connections_are_reused(
+    make_live_client: Callable[..., ScavioClient], live_stub: Stub
+) -> None:
     """One pooled client: sequential calls share one keep-alive connection."""
-    async with make_client() as client:
+    async with make_live_client() as client:
         for _ in range(5):
             await client.search("reuse")
         pool = client._http._transport._pool  # type: ignore[attr-defined]
         assert len(pool.connections) == 1
-    assert stub.calls() == 5
+    assert live_stub.calls() == 5
 
 
 async def test_one_shared_client_serves_concurrent_calls(
-    make_client: Callable[..., ScavioClient], stub: Stub
+    make_live_client: Callable[..., ScavioClient], live_stub: Stub
 ) -> None:
-    stub.mode(status=503, times=1)
-    async with make_client() as client:
+    live_stub.mode(status=503, times=1)
+    async with make_live_client() as client:
         found = await asyncio.gather(*(client.search(f"query {n}", 3) for n in range(16)))
     assert all(len(each["results"]) == 3 for each in found)
     assert [each["query"] for each in found] == [f"query {n}" for n in range(16)]
-    assert stub.calls() == 17
-    assert sorted(stub.statuses()) == [200] * 16 + [503]
+    assert live_stub.calls() == 17
+    assert sorted(live_stub.statuses()) == [200] * 16 + [503]

@@ -7,7 +7,7 @@ import email.utils
 import httpx
 import pytest
 
-from mcp_warden.server.tools.retry import MAX_WAIT, Transient, retry_after_seconds, retrying
+from mcp_warden.scavio.retry import MAX_WAIT, Transient, retry_after_seconds, retrying
 from tests.tools.fakes import Sleeps
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,8 @@ import pytest
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
-from mcp_warden.server.tools.scavio import InvalidArgument, ScavioClient
+from mcp_warden.scavio.client import ScavioClient
+from mcp_warden.scavio.errors import InvalidArgument
 from tests.support.stub import Stub
 
 pytestmark = pytest.mark.anyio

@@ -98,7 +98,7 @@ def _upstream_check(ctx: click.Context, name: str) -> Check:
 
     def check(value: str) -> None:
         # Only `--verify` needs the upstream client.
-        from mcp_warden.server.tools.scavio import check_api_key  # noqa: PLC0415
+        from mcp_warden.scavio.verify import check_api_key  # noqa: PLC0415
 
         asyncio.run(check_api_key(s, value))
 

@@ -1,15 +1,16 @@
 """Protected tools, one small module each.
 
-The pattern (see `base.ToolSpec`): a tool module exposes
-`tools(scavio: ScavioClient) -> list[ToolSpec]`, whose async functions take
-their arguments as `Annotated[..., pydantic.Field(...)]` (the SDK publishes
-and enforces those limits), return a `typing_extensions.TypedDict`, call the
-upstream through the shared client (`ScavioClient.request_json` gives any new
-Scavio endpoint the same just-in-time key, retries and error mapping), and
-raise `ToolError` subclasses for anticipated failures.
+The pattern (see `base.ToolSpec` and `scavio.py`): a tool module exposes
+`tools(client) -> list[ToolSpec]`, whose async functions take their
+arguments as `Annotated[..., pydantic.Field(...)]` (the SDK publishes and
+enforces those limits), return a `typing_extensions.TypedDict`, and make one
+call of the upstream's client. The client lives outside the server (the
+Scavio one is `mcp_warden.scavio`: just-in-time key, retries, error mapping;
+`ScavioClient.request_json` serves a further Scavio endpoint); anticipated
+failures reach the SDK as `ToolError` subclasses (`scavio.reported`).
 
-Adding a fourth protected tool is a module like `scavio.py`'s `tools()` with
-one function, plus its line in `all_tools` below. The server then does:
+Adding a fourth protected tool is one more function in such a module, plus,
+for a new module, its line in `all_tools` below. The server then does:
 
     scavio = ScavioClient.from_settings(settings, load_key)
     add_tools(server, all_tools(scavio), wrap=guard)   # guard: per-token check
@@ -19,9 +20,9 @@ one function, plus its line in `all_tools` below. The server then does:
 
 from __future__ import annotations
 
+from mcp_warden.scavio.client import ScavioClient
 from mcp_warden.server.tools import scavio as _scavio
 from mcp_warden.server.tools.base import ToolSpec, add_tools
-from mcp_warden.server.tools.scavio import ScavioClient
 
 __all__ = ["ScavioClient", "ToolSpec", "add_tools", "all_tools"]
 
