@@ -145,7 +145,7 @@ def _named_literals(tree: ast.AST) -> Iterator[tuple[str, ast.Constant]]:
 
 # Repeats in modules that other items of issue 9 are moving (server/tools/scavio.py: item 4,
 # cli/demo.py: item 7): they take DEFAULTS there; then empty this set.
-PENDING = {("cli/demo.py", "CREDENTIAL"), ("server/tools/scavio.py", "TIMEOUT")}
+PENDING = {("cli/demo.py", "CREDENTIAL")}
 
 
 def test_no_module_restates_a_default() -> None:
