@@ -43,7 +43,7 @@ try:
     from fastmcp.server.dependencies import get_access_token, get_http_request
     from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
     from fastmcp.tools import Tool, ToolResult
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a test without FastMCP
+except ModuleNotFoundError as exc:  # pragma: no cover - tests/test_fastmcp.py, in a subprocess
     if exc.name is None or exc.name.split(".")[0] != "fastmcp":
         raise
     raise ImportError(
@@ -54,7 +54,9 @@ import mcp_types
 from mcp.server.auth.routes import create_protected_resource_routes
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST
+from pydantic import AnyHttpUrl
 from starlette.middleware import Middleware as AsgiMiddleware
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -85,7 +87,7 @@ class WardenAuth(TokenVerifier):
         super().__init__(base_url=f"{audience.scheme}://{audience.netloc}")
         self._audit = warden.audit
         self._adapter = TokenVerifierAdapter(warden.verifier, offload="://" in settings.jwks)
-        self._resource = sdk.resource_server_url
+        self._resource = AnyHttpUrl(settings.token_audience)
         self._issuer = sdk.issuer_url
         self._metadata = resource_metadata_url(settings)
         self._default_path = audience.path or "/"
@@ -98,8 +100,6 @@ class WardenAuth(TokenVerifier):
     def get_routes(self, mcp_path: str | None = None) -> list[Route]:
         """The RFC 9728 protected-resource metadata of MCP_TOKEN_AUDIENCE."""
         self.set_mcp_path(mcp_path)
-        if self._resource is None:  # pragma: no cover - auth_settings always sets it
-            return []
         return create_protected_resource_routes(self._resource, [self._issuer])
 
     def get_middleware(self) -> list[Any]:
@@ -208,7 +208,7 @@ class WardenMiddleware(Middleware):
         return Grant(claims.sub, claims.jti, claims.tools)
 
 
-def _http_request() -> Any:
+def _http_request() -> Request | None:
     """The Starlette request being served, or None (stdio, in-memory client)."""
     try:
         return get_http_request()

@@ -29,7 +29,8 @@ from tests.support.procs import REPO, background, cli_env, free_port, run_cli, r
 from tests.support.server import ISSUER, audit_lines, mcp_error, post, run, tools_call
 
 EXAMPLE = REPO / "examples" / "fastmcp_server.py"
-ADD = {"name": "add", "arguments": {"a": 2, "b": 3}}
+ADD_ARGS = {"a": 2, "b": 3}
+ADD = {"name": "add", "arguments": ADD_ARGS}
 SHOUT = {"name": "shout", "arguments": {"text": "hi"}}
 
 
@@ -112,7 +113,7 @@ def test_python_client_calls_its_tool_and_gets_403_for_the_other(example: Exampl
     async def session() -> tuple[list[str], Any, MCPError]:
         async with python_client(example.url, token, responses) as client:
             listed = [tool.name for tool in (await client.list_tools()).tools]
-            added = await client.call_tool("add", {"a": 2, "b": 3})
+            added = await client.call_tool("add", ADD_ARGS)
             with pytest.raises(MCPError) as refused:
                 await client.call_tool("shout", {"text": "hi"})
             return listed, added, refused.value
@@ -123,7 +124,8 @@ def test_python_client_calls_its_tool_and_gets_403_for_the_other(example: Exampl
     assert added.structured_content == {"result": 5}
     assert responses[-1].status_code == 403
     assert responses[-1].headers["www-authenticate"] == (
-        f'Bearer error="insufficient_scope", scope="shout", resource_metadata="{example.metadata}", '
+        'Bearer error="insufficient_scope", scope="shout", '
+        f'resource_metadata="{example.metadata}", '
         'error_description="the token does not name this tool"'
     )
     assert refused.error.code == -32602
@@ -147,11 +149,11 @@ def test_typescript_client_calls_its_tool_and_gets_403_for_the_other(example: Ex
 
 def test_revoked_token_gets_401_naming_the_revocation(example: Example) -> None:
     token = example.mint(["add", "shout"], sub="revoked-client")
-    assert post(example.url, tools_call("add", ADD["arguments"]), token).status_code == 200
+    assert post(example.url, tools_call("add", ADD_ARGS), token).status_code == 200
     done = run_cli(["token", "revoke", "-"], example.env, input=token)
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 1.0
-    while post(example.url, tools_call("add", ADD["arguments"]), token).status_code != 401:
+    while post(example.url, tools_call("add", ADD_ARGS), token).status_code != 401:
         assert time.monotonic() < deadline, "revocation not seen within 1 s"
         time.sleep(0.02)
 
@@ -159,7 +161,7 @@ def test_revoked_token_gets_401_naming_the_revocation(example: Example) -> None:
 
     async def session() -> None:
         async with python_client(example.url, token, responses) as client:
-            await client.call_tool("add", {"a": 2, "b": 3})
+            await client.call_tool("add", ADD_ARGS)
 
     with pytest.raises(ExceptionGroup) as failed:  # the SDK client raises from its task group
         run(session)
