@@ -97,18 +97,20 @@ UNAVAILABLE = (
 )
 
 
-class InvalidArgument(ToolError):
+class InvalidArgument(ToolError, WardenError):
     """A tool argument outside its documented range; nothing was sent upstream."""
 
     reason = "invalid_argument"  # for audit logs, like ScavioError.reason
 
 
-class ScavioError(ToolError):
+class ScavioError(ToolError, WardenError):
     """An upstream call that failed; `reason` is a stable word for audit logs."""
+
+    reason: FailureReason
 
     def __init__(self, reason: FailureReason, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.reason: FailureReason = reason
+        self.reason = reason
         self.status = status
 
 
