@@ -149,6 +149,37 @@ def test_tool_failure_reason_reaches_the_audit_line(tmp_path: Path) -> None:
     ]
 
 
+def test_a_plain_function_tool_is_guarded_and_reports_why_it_failed(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def shout(text: str) -> str:  # not async: the SDK runs it in a worker thread
+        calls.append(text)
+        if text == "fail":
+            raise OutOfCredits("upstream said no")
+        return text.upper()
+
+    audit = AuditLog.open(tmp_path / "audit.jsonl")
+    grant = Grant("bob", "j", frozenset({"shout"}))
+    guarded_server: MCPServer[Any] = MCPServer(
+        "t", middleware=[ToolGuard(lambda ctx: grant, audit)], log_level="WARNING"
+    )
+    bare_server: MCPServer[Any] = MCPServer("t", log_level="WARNING")
+    for server in (guarded_server, bare_server):
+        server.add_tool(guarded("shout", shout), name="shout")
+    shouted = run(lambda: call(guarded_server, "shout", {"text": "hi"}))
+    failed = run(lambda: call(guarded_server, "shout", {"text": "fail"}))
+    unguarded = run(lambda: call(bare_server, "shout", {"text": "no"}))
+    assert shouted.structured_content == {"result": "HI"}
+    assert failed.is_error
+    assert unguarded.is_error
+    assert calls == ["hi", "fail"]
+    lines = audit_lines(tmp_path / "audit.jsonl")
+    assert [(line["outcome"], line.get("reason")) for line in lines] == [
+        ("allowed", None),
+        ("error", "out_of_credits"),
+    ]
+
+
 def test_a_guarded_tool_never_runs_without_the_guard(tmp_path: Path) -> None:
     upstream = Upstream()
     server = server_with(upstream, AuditLog.open(tmp_path / "a"), guard=False)
