@@ -119,7 +119,7 @@ class ToolGuard:
             try:
                 result = await call_next(ctx)
             except BaseException as exc:  # cancellation included: the line is still written
-                audit.call(name, "error", call.failure or _failure(exc))
+                audit.call(name, "error", call.failure or failure_reason(exc))
                 raise
         if isinstance(result, Mapping) and result.get("isError") is True:
             ran = "tool_error" if call.ran else "invalid_arguments"
@@ -179,7 +179,7 @@ def guarded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:
-                call.failure = _failure(exc)
+                call.failure = failure_reason(exc)
                 raise
 
         return run_async
@@ -190,14 +190,19 @@ def guarded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            call.failure = _failure(exc)
+            call.failure = failure_reason(exc)
             raise
 
     return run
 
 
-def _failure(exc: BaseException) -> str:
-    """A stable word for why a call failed (a `WardenError`'s own `reason`)."""
+def failure_reason(exc: BaseException) -> str:
+    """The audit line's word for why a tools/call failed.
+
+    A `WardenError` names it (`reason`: `ScavioError`'s upstream failure, for
+    one); otherwise the kind of failure says it. Any adapter words its failed
+    calls here, so one failure reads the same in every audit log.
+    """
     if isinstance(exc, WardenError):
         return exc.reason
     if isinstance(exc, ToolError):
