@@ -15,7 +15,7 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -44,15 +44,12 @@ class ExampleLab:
 
     root: Path
     port: int
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
+    url: str  # the audience: http://127.0.0.1:PORT/mcp
+    env: dict[str, str]
 
     @property
     def audit_log(self) -> Path:
-        return self.root / "audit.jsonl"
+        return Path(self.env["MCP_AUDIT_LOG"])
 
     def mint(self, tools: Sequence[str], *, sub: str = "alice") -> str:
         return mint(
@@ -75,16 +72,15 @@ class ExampleLab:
 @contextlib.contextmanager
 def example_lab(root: Path) -> Iterator[ExampleLab]:
     KeyDir(root / "keys").new()
-    lab = ExampleLab(root, free_port())
-    lab.env = cli_env(
-        {
-            "MCP_KEYS_DIR": str(root / "keys"),
-            "MCP_REVOCATION_URL": f"sqlite:///{root / 'revocations.db'}",
-            "MCP_TOKEN_AUDIENCE": lab.url,
-            "MCP_AUDIT_LOG": str(lab.audit_log),
-        }
-    )
-    yield lab
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    env = {
+        "MCP_KEYS_DIR": str(root / "keys"),
+        "MCP_REVOCATION_URL": f"sqlite:///{root / 'revocations.db'}",
+        "MCP_TOKEN_AUDIENCE": url,
+        "MCP_AUDIT_LOG": str(root / "audit.jsonl"),
+    }
+    yield ExampleLab(root, port, url, cli_env(env))
 
 
 @contextlib.asynccontextmanager
