@@ -31,8 +31,8 @@ following a link, and only when it is this user's regular file: see
 logs go under systemd, containers and MCP clients that spawn stdio servers.
 Each line is one `write(2)` on an `O_APPEND` descriptor, so replicas
 appending to one file on one host do not interleave lines. No fsync per
-line: an audit line costs a few microseconds, and a host crash may lose the
-last lines the kernel had not yet written out.
+line, so a line costs one system call and no disk flush per call; a host
+crash may lose the last lines the kernel had not yet written out.
 """
 
 from __future__ import annotations
