@@ -9,7 +9,7 @@ calls the upstream, and three apps take turns:
 - auth off: the SDK server and tools, no verifier (the baseline);
 - SDK auth only: the SDK's bearer middleware with our TokenVerifier adapter
   (what any SDK server with a verifier pays);
-- mcp-warden: the product's app (`http_app`): SDK auth, the 403 scope layer,
+- mcp-warden: the product's app (`Warden.http_app`): SDK auth, the 403 scope layer,
   the ToolGuard middleware and the 401 rewording layer.
 """
 
@@ -30,8 +30,10 @@ from starlette.types import ASGIApp
 
 from bench.common import Figure
 from mcp_warden.config import Settings
-from mcp_warden.server.app import Runtime, build_server, http_app, streamable_http
+from mcp_warden.server.app import Runtime, new_server
 from mcp_warden.server.auth import TokenVerifierAdapter, auth_settings
+from mcp_warden.server.http import streamable_http
+from mcp_warden.server.tools import add_tools, all_tools
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.keys import KeyDir
 
@@ -54,6 +56,13 @@ def _settings(root: Path) -> Settings:
             "SCAVIO_BASE_URL": "http://127.0.0.1:9",  # never called: tools/list only
         }
     )
+
+
+def unprotected(runtime: Runtime, **options: Any) -> Starlette:
+    """The product's server and tools with `options` only: no ToolGuard, no guarded tools."""
+    server = new_server(**options)
+    add_tools(server, all_tools(runtime.scavio))
+    return streamable_http(server, runtime.warden.settings, "127.0.0.1")
 
 
 def _starlette(app: ASGIApp) -> Starlette:
@@ -108,13 +117,13 @@ def run() -> list[Figure]:
         runtime = Runtime.open(settings)
         try:
             sdk_auth: dict[str, Any] = {
-                "token_verifier": TokenVerifierAdapter(runtime.verifier, offload=False),
+                "token_verifier": TokenVerifierAdapter(runtime.warden.verifier, offload=False),
                 "auth": auth_settings(settings),
             }
             apps: dict[str, ASGIApp] = {
-                "off": streamable_http(build_server(runtime), settings, "127.0.0.1"),
-                "sdk": streamable_http(build_server(runtime, **sdk_auth), settings, "127.0.0.1"),
-                "ours": http_app(runtime, host="127.0.0.1"),
+                "off": unprotected(runtime),
+                "sdk": unprotected(runtime, **sdk_auth),
+                "ours": runtime.warden.http_app(runtime.server(), host="127.0.0.1"),
             }
             token = mint(
                 settings.keys_dir,

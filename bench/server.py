@@ -213,21 +213,17 @@ def _figures(results: dict[tuple[str, int], tuple[float, ...]]) -> list[Figure]:
 
 def _serve(variant: str, port: int) -> None:
     """Bench-only servers: the same app without auth, or with verification in a thread."""
-    from starlette.types import ASGIApp
-
-    from mcp_warden.server.app import Runtime, build_server, http_app, streamable_http
+    from bench.auth_layers import unprotected
+    from mcp_warden.server.app import Runtime
     from mcp_warden.server.run import bind, configure_logging, run_uvicorn
 
     configure_logging()
-    settings = Settings.from_env()
-    sock = bind("127.0.0.1", port)
-    runtime = Runtime.open(settings)
-    app: ASGIApp
+    runtime = Runtime.open(Settings.from_env())
     if variant == "noauth":
-        app = streamable_http(build_server(runtime), settings, "127.0.0.1")
+        sock = bind("127.0.0.1", port)
+        run_uvicorn(unprotected(runtime), sock, banner=f"{BANNER}http://127.0.0.1:{port}/mcp")
     else:
-        app = http_app(runtime, host="127.0.0.1", offload_verify=True)
-    run_uvicorn(app, sock, banner=f"{BANNER}http://127.0.0.1:{port}/mcp")
+        runtime.warden.run_http(runtime.server(offload_verify=True), port=port)
 
 
 if __name__ == "__main__":

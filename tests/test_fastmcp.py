@@ -22,7 +22,7 @@ from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
 from mcp_warden.fastmcp import WardenAuth, WardenMiddleware
 from mcp_warden.server.audit import AuditLog
-from mcp_warden.server.grant import tool_refused_message
+from mcp_warden.server.grants import tool_refused_message
 from mcp_warden.warden import Warden
 from tests.support.server import LEGACY_VERSION, audit_lines, run
 from tests.support.tokens import AUDIENCE, ISSUER, TokenLab

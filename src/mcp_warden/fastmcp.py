@@ -26,19 +26,19 @@ client, a `call_tool` from server code), and every `tools/call` that reaches
 FastMCP gets its audit line (the 403 layer writes the line of those it
 refuses). Over stdio there is no bearer token: the caller is the token in
 MCP_TOKEN, verified again on every request, as `mcp-warden serve --transport
-stdio` does. The decision is `grant.permits` everywhere. The `tools` claim
+stdio` does. The decision is `grants.permits` everywhere. The `tools` claim
 governs tools only: resources and prompts are open to every valid token.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 try:
     from fastmcp.exceptions import AuthorizationError, InsufficientScopeError, ValidationError
+    from fastmcp.exceptions import ToolError as FastMCPToolError
     from fastmcp.server.auth import AccessToken, TokenVerifier
     from fastmcp.server.dependencies import get_access_token, get_http_request
     from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
@@ -60,16 +60,14 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from mcp_warden.server.audit import Outcome, client_address
 from mcp_warden.server.auth import (
     ChallengeLayer,
     TokenVerifierAdapter,
     auth_settings,
-    grant_of,
     resource_metadata_url,
 )
-from mcp_warden.server.grant import Grant, Refusal, permits, tool_refused_message
-from mcp_warden.server.guard import DENIED, ToolScopeLayer
+from mcp_warden.server.grants import Grant, Refusal, grant_of, permits, tool_refused_message
+from mcp_warden.server.guard import DENIED, ToolScopeLayer, failure_reason
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.warden import Warden
 
@@ -144,36 +142,24 @@ class WardenMiddleware(Middleware):
         context: MiddlewareContext[mcp_types.CallToolRequestParams],
         call_next: CallNext[mcp_types.CallToolRequestParams, ToolResult],
     ) -> ToolResult:
-        started = time.perf_counter()
         name = context.message.name
         request = _http_request()
-        client = client_address(request.scope) if request is not None else None
-
-        def record(grant: Grant | None, outcome: Outcome, reason: str | None = None) -> None:
-            self._warden.audit.record(
-                sub=grant.sub if grant else None,
-                jti=grant.jti if grant else None,
-                tool=name,
-                outcome=outcome,
-                reason=reason,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                client=client,
-            )
-
+        audit = self._warden.audit.request(request.scope if request is not None else None)
         try:
-            grant = self._grant()
+            audit.grant = grant = self._grant()
         except Refusal as exc:
-            record(exc.grant, "denied", exc.reason)
+            audit.grant = exc.grant
+            audit.call(name, "denied", exc.reason)
             raise AuthorizationError(str(exc)) from None
         if not permits(grant, name):
-            record(grant, "denied", DENIED)
+            audit.call(name, "denied", DENIED)
             raise InsufficientScopeError([name], message=tool_refused_message(name))
         try:
             result = await call_next(context)
         except BaseException as exc:  # cancellation included: the line is still written
-            record(grant, "error", _failure(exc))
+            audit.call(name, "error", _failure(exc))
             raise
-        record(grant, "allowed")
+        audit.call(name, "allowed")
         return result
 
     def _grant(self) -> Grant:
@@ -217,9 +203,9 @@ def _http_request() -> Request | None:
 
 
 def _failure(exc: BaseException) -> str:
-    """A stable word for the audit log: why a tools/call that FastMCP ran failed."""
-    if not isinstance(exc, Exception):
-        return "cancelled"
+    """The audit word for a failed call: FastMCP's argument validation, else the shared rule."""
     if isinstance(exc, ValidationError):
         return "invalid_arguments"
-    return "tool_error"
+    if isinstance(exc, FastMCPToolError):
+        return "tool_error"
+    return failure_reason(exc)

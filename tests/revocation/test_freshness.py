@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_warden.server.app import revocations_checkable
+from mcp_warden.server.http import revocations_checkable
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import MemoryDenylist, RevocationStoreError, SyncedDenylist
 from mcp_warden.tokens.revocation.sqlite import SqliteStore

@@ -19,9 +19,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
-from mcp_warden.server.app import revocations_checkable, transport_security
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.auth import ChallengeLayer, TokenVerifierAdapter, auth_settings
+from mcp_warden.server.http import revocations_checkable, transport_security
 from mcp_warden.server.run import warn_if_not_audience
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import MemoryDenylist

@@ -19,16 +19,30 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from starlette.types import Message, Receive, Scope, Send
 
+from mcp_warden.errors import WardenError
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.auth import access_token
-from mcp_warden.server.grant import Grant, Refusal, permits, tool_refused_message
-from mcp_warden.server.guard import StdioGrants, ToolGuard, ToolScopeLayer, guarded, visible_tools
+from mcp_warden.server.grants import (
+    Grant,
+    Grants,
+    Refusal,
+    StdioGrant,
+    permits,
+    tool_refused_message,
+)
+from mcp_warden.server.guard import ToolGuard, ToolScopeLayer, guarded, visible_tools
 from mcp_warden.server.tools import ToolSpec, add_tools
 from mcp_warden.tokens.claims import Claims
 from tests.support.server import audit_lines, mcp_error, run
 from tests.support.tokens import TokenLab
 
 GRANT = Grant("alice", "jti-1", frozenset({"echo"}))
+
+
+class OutOfCredits(ToolError, WardenError):
+    """A tool failure that names its reason, as ScavioError does."""
+
+    reason = "out_of_credits"
 
 
 class Upstream:
@@ -48,9 +62,7 @@ class Upstream:
 
         async def failing() -> dict[str, str]:
             self.calls.append("failing")
-            error = ToolError("upstream said no")
-            error.reason = "out_of_credits"  # type: ignore[attr-defined]
-            raise error
+            raise OutOfCredits("upstream said no")
 
         return [ToolSpec("echo", "Echo.", echo), ToolSpec("secret", "Hidden.", secret),
                 ToolSpec("failing", "Fails.", failing)]  # fmt: skip
@@ -62,7 +74,7 @@ def server_with(
     server: MCPServer[Any] = MCPServer(
         "t", middleware=[ToolGuard(grants, audit)] if guard else [], log_level="WARNING"
     )
-    add_tools(server, upstream.specs(), wrap=guarded)
+    add_tools(server, upstream.specs(), wrap=lambda spec: guarded(spec.name, spec.fn))
     return server
 
 
@@ -137,6 +149,37 @@ def test_tool_failure_reason_reaches_the_audit_line(tmp_path: Path) -> None:
     ]
 
 
+def test_a_plain_function_tool_is_guarded_and_reports_why_it_failed(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def shout(text: str) -> str:  # not async: the SDK runs it in a worker thread
+        calls.append(text)
+        if text == "fail":
+            raise OutOfCredits("upstream said no")
+        return text.upper()
+
+    audit = AuditLog.open(tmp_path / "audit.jsonl")
+    grant = Grant("bob", "j", frozenset({"shout"}))
+    guarded_server: MCPServer[Any] = MCPServer(
+        "t", middleware=[ToolGuard(lambda ctx: grant, audit)], log_level="WARNING"
+    )
+    bare_server: MCPServer[Any] = MCPServer("t", log_level="WARNING")
+    for server in (guarded_server, bare_server):
+        server.add_tool(guarded("shout", shout), name="shout")
+    shouted = run(lambda: call(guarded_server, "shout", {"text": "hi"}))
+    failed = run(lambda: call(guarded_server, "shout", {"text": "fail"}))
+    unguarded = run(lambda: call(bare_server, "shout", {"text": "no"}))
+    assert shouted.structured_content == {"result": "HI"}
+    assert failed.is_error
+    assert unguarded.is_error
+    assert calls == ["hi", "fail"]
+    lines = audit_lines(tmp_path / "audit.jsonl")
+    assert [(line["outcome"], line.get("reason")) for line in lines] == [
+        ("allowed", None),
+        ("error", "out_of_credits"),
+    ]
+
+
 def test_a_guarded_tool_never_runs_without_the_guard(tmp_path: Path) -> None:
     upstream = Upstream()
     server = server_with(upstream, AuditLog.open(tmp_path / "a"), guard=False)
@@ -156,7 +199,9 @@ def test_stdio_grants_stop_a_session_whose_token_is_revoked(tmp_path: Path) -> N
     lab = TokenLab(tmp_path / "keys")
     claims = lab.verifier.verify(lab.token(claims=lab.claims(tools=["echo"])))
     upstream, audit = Upstream(), AuditLog.open(tmp_path / "audit.jsonl")
-    server = server_with(upstream, audit, StdioGrants(lab.verifier, claims))
+    grants = Grants()
+    grants.run_under(lab.verifier, claims)
+    server = server_with(upstream, audit, grants)
 
     async def session() -> MCPError:
         async with Client(server) as client:
@@ -171,10 +216,10 @@ def test_stdio_grants_stop_a_session_whose_token_is_revoked(tmp_path: Path) -> N
     refused = run(session)
     assert "no longer valid (revoked" in refused.error.message
     other = lab.verifier.verify(lab.token(claims=lab.claims(jti="j2", tools=["echo"])))
-    StdioGrants(lab.verifier, other)(None)  # type: ignore[arg-type]
+    StdioGrant(lab.verifier, other)()
     lab.clock.now = other.exp  # and expiry, for a token nobody revoked
     with pytest.raises(Refusal, match=r"no longer valid \(expired"):
-        StdioGrants(lab.verifier, other)(None)  # type: ignore[arg-type]
+        StdioGrant(lab.verifier, other)()
     assert upstream.calls == ["echo"]
     assert [line["outcome"] for line in audit_lines(tmp_path / "audit.jsonl")] == [
         "allowed",

@@ -30,13 +30,13 @@ def serve(ctx: click.Context, transport: Literal["http", "stdio"], host: str, po
     accepts connections, answers GET /healthz without authentication, and
     stops gracefully on SIGTERM. Clients must use the URL in MCP_TOKEN_AUDIENCE.
     """
-    from mcp_warden.server import run  # noqa: PLC0415  (the SDK loads only for `serve`)
+    from mcp_warden.server import app  # noqa: PLC0415  (the SDK loads only for `serve`)
 
     cfg = settings(ctx)
     try:
         if transport == "stdio":
-            run.serve_stdio(cfg)
+            app.serve_stdio(cfg)
         else:
-            run.serve_http(cfg, host=host, port=port)
+            app.serve_http(cfg, host=host, port=port)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -13,6 +13,8 @@ from mcp_warden.errors import WardenError
 class CredentialError(WardenError):
     """Base class of every credential failure (exit code 1)."""
 
+    reason = "credential_error"
+
 
 class InvalidEnvelope(CredentialError):
     """An envelope (or the key handed to it) is malformed: says which part."""
@@ -27,6 +29,8 @@ class DecryptionFailed(CredentialError):
 
 class CredentialNotFound(CredentialError):
     """No credential of that name in the store (or no previous value to roll back to)."""
+
+    reason = "no_credential"
 
 
 class CorruptStore(CredentialError):

@@ -20,14 +20,19 @@ the proxy's, unless it is a trusted one forwarding the client's); `sub` and
 token, the caller's arguments (query, URL) or an upstream message: only the
 fields above, with the tool name cut to 128 characters.
 
+Every line is written through `RequestAudit`, made once per request where
+the request enters (an HTTP layer, or `ToolGuard` for a call that reaches
+the SDK): it knows the client, when the request started and, once the token
+verified, its grant, so no layer gathers those itself.
+
 Where: `MCP_AUDIT_LOG` (a file, created 0600, opened for appending without
 following a link, and only when it is this user's regular file: see
 `credentials.files.open_private`) or, when unset, stderr, where a server's
 logs go under systemd, containers and MCP clients that spawn stdio servers.
 Each line is one `write(2)` on an `O_APPEND` descriptor, so replicas
 appending to one file on one host do not interleave lines. No fsync per
-line: an audit line costs a few microseconds, and a host crash may lose the
-last lines the kernel had not yet written out.
+line, so a line costs one system call and no disk flush per call; a host
+crash may lose the last lines the kernel had not yet written out.
 """
 
 from __future__ import annotations
@@ -36,12 +41,17 @@ import datetime
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mcp_warden.credentials.files import open_private
 from mcp_warden.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mcp_warden.server.grants import Grant
 
 Outcome = Literal["allowed", "denied", "error", "refused"]
 
@@ -121,6 +131,41 @@ class AuditLog:
         if self._owned:
             os.close(self._fd)
             self._owned = False
+
+    def request(self, scope: Mapping[str, Any] | None, grant: Grant | None = None) -> RequestAudit:
+        """The audit of one request from its ASGI `scope` (None: no HTTP, as on stdio)."""
+        return RequestAudit(self, client_address(scope) if scope is not None else None, grant)
+
+
+@dataclass(slots=True)
+class RequestAudit:
+    """One request's audit: who (once known), from where, since when; writes its lines."""
+
+    log: AuditLog
+    client: str | None
+    grant: Grant | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def call(self, tool: object, outcome: Outcome, reason: str | None = None) -> None:
+        """The line of a tools/call: allowed, denied or error, with its latency so far."""
+        sub, jti = self._who()
+        self.log.record(
+            sub=sub,
+            jti=jti,
+            tool=tool,
+            outcome=outcome,
+            reason=reason,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            client=self.client,
+        )
+
+    def refused(self, status: int, reason: str) -> None:
+        """The line of an HTTP request our layers answered `status` before the SDK."""
+        sub, jti = self._who()
+        self.log.refused(status=status, reason=reason, client=self.client, sub=sub, jti=jti)
+
+    def _who(self) -> tuple[str | None, str | None]:
+        return (self.grant.sub, self.grant.jti) if self.grant else (None, None)
 
 
 def client_address(scope: Mapping[str, Any]) -> str | None:

@@ -10,10 +10,11 @@ with `MCP_TOKEN_AUDIENCE`, after our verifier already did.
 
 What the SDK cannot say is why a token was refused: it offers no hook for
 the 401's text (an exception from the verifier becomes a 500, or a 400 for
-Starlette's AuthenticationError). So `verify_token` notes the refusal reason
-in a context variable and `ChallengeLayer`, the outermost ASGI layer, puts
-it in the SDK's 401: `error_description` names the check that failed, from a
-fixed table (nothing of the token is ever echoed). The SDK still decides;
+Starlette's AuthenticationError). So `ChallengeLayer`, an outer ASGI layer,
+gives each request a `Challenge` in a context variable (set there only),
+`verify_token` notes the refusal reason in it, and the layer puts that
+reason in the SDK's 401: `error_description` names the check that failed,
+from a fixed table (nothing of the token is ever echoed). The SDK still decides;
 the layer only rewords a refusal. One refusal is not the client's fault:
 `revocation_unavailable` (the shared denylist unreachable for longer than
 `MCP_REVOCATION_STALE_SECONDS`) is answered 503 with `Retry-After` and a
@@ -21,13 +22,15 @@ JSON-RPC error body, which MCP clients show to the user. Every 401 and 503
 writes an audit line with the reason (`missing_token` when the request had
 no bearer token) and the client's address, never anything of the token.
 
-Verify cost: a token seen before costs the verifier a hash and a dict lookup
-(~3-5 us), a new one an Ed25519 verify (~50 us), so `verify_token` runs on
-the event loop: a worker-thread hop would cost more than the check. Only a
-JWKS fetched from a URL can block (a fetch when the set is older than its
-maximum age, or on an unknown kid, up to its 5 s timeout), so with an https
-`MCP_JWKS` verification runs in a worker thread and a slow issuer never
-stalls the other requests. `bench/server.py` measures both.
+Verify cost: a token seen before costs the verifier a hash and a dict
+lookup, a new one an Ed25519 verify: short and CPU-bound, so `verify_token`
+runs on the event loop, as a worker-thread hop would cost about as much as
+the check (docs/benchmarks.md has both figures: "tokens", and "verify in a
+worker thread" under "server over HTTP"). Only a JWKS fetched from a URL can
+block (a fetch when the set is older than its maximum age, or on an unknown
+kid, up to its 5 s timeout), so with an https `MCP_JWKS` verification runs
+in a worker thread and a slow issuer never stalls the other requests.
+`bench/server.py` measures both.
 
 Issuer URL: the SDK's metadata names an authorization server. That is
 `MCP_TOKEN_ISSUER` when it is an http(s) URL; otherwise (the default
@@ -40,24 +43,20 @@ none and must be configured with a token.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.context import ServerRequestContext
 from mcp_types import INTERNAL_ERROR
 from pydantic import AnyHttpUrl, ValidationError
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
-from mcp_warden.server.audit import AuditLog, client_address
-from mcp_warden.server.grant import Grant, Refusal
+from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.responses import jsonrpc_error, send_json
 from mcp_warden.tokens.claims import Claims
 from mcp_warden.tokens.errors import Reason, TokenError
@@ -85,11 +84,23 @@ DESCRIPTIONS: dict[Reason, str] = {
     "revocation_unavailable": "this server cannot reach its revocation list",
 }
 
-_refusal: ContextVar[Reason | None] = ContextVar("mcp_warden_token_refusal", default=None)
+
+@dataclass(slots=True)
+class Challenge:
+    """One HTTP request's token refusal, noted by `verify_token` for `ChallengeLayer`."""
+
+    reason: Reason | None = None
+
+
+_challenge: ContextVar[Challenge | None] = ContextVar("mcp_warden_challenge", default=None)
 
 
 def access_token(token: str, claims: Claims) -> AccessToken:
-    """What the SDK keeps of a verified token (in the request scope's `user`)."""
+    """What the SDK keeps of a verified token (in the request scope's `user`).
+
+    `grants.grant_of` reads the grant back from it: `sub` as client_id,
+    `tools` as scopes, `jti` among the claims.
+    """
     return AccessToken(
         token=token,
         client_id=claims.sub,
@@ -99,21 +110,6 @@ def access_token(token: str, claims: Claims) -> AccessToken:
         subject=claims.sub,
         claims={"iss": claims.iss, "jti": claims.jti, "iat": claims.iat, "kid": claims.kid},
     )
-
-
-def grant_of(token: AccessToken) -> Grant:
-    """The grant an authenticated request carries."""
-    jti = (token.claims or {}).get("jti")
-    return Grant(token.client_id, jti if isinstance(jti, str) else "", token.scopes)
-
-
-def http_grant(ctx: ServerRequestContext[Any, Any]) -> Grant:
-    """The grant of the HTTP request behind `ctx` (a `guard.GrantSource`)."""
-    request = ctx.request
-    user = request.scope.get("user") if isinstance(request, HTTPConnection) else None
-    if not isinstance(user, AuthenticatedUser):
-        raise Refusal("unauthenticated", "this request carries no verified bearer token")
-    return grant_of(user.access_token)
 
 
 class TokenVerifierAdapter:
@@ -131,7 +127,9 @@ class TokenVerifierAdapter:
             else:
                 claims = self._verifier.verify(token)
         except TokenError as exc:
-            _refusal.set(exc.reason)
+            challenge = _challenge.get()
+            if challenge is not None:
+                challenge.reason = exc.reason
             return None
         return access_token(token, claims)
 
@@ -177,28 +175,27 @@ class ChallengeLayer:
             await self.app(scope, receive, send)
             return
         replaced = False
+        challenge = Challenge()
 
         async def send_reworded(message: Message) -> None:
             nonlocal replaced
             if replaced:
                 return  # the SDK's own body of the 401 we replaced
-            reason = _refusal.get()
+            reason = challenge.reason
             if message["type"] == "http.response.start" and message["status"] == 401:
                 status = 503 if reason == "revocation_unavailable" else 401
-                self._audit.refused(
-                    status=status, reason=reason or "missing_token", client=client_address(scope)
-                )
+                self._audit.request(scope).refused(status, reason or "missing_token")
                 if reason:
                     replaced = True
                     await self._refuse(send, reason)
                     return
             await send(message)
 
-        reset = _refusal.set(None)
+        reset = _challenge.set(challenge)
         try:
             await self.app(scope, receive, send_reworded)
         finally:
-            _refusal.reset(reset)
+            _challenge.reset(reset)
 
     async def _refuse(self, send: Send, reason: Reason) -> None:
         description = f"{reason}: {DESCRIPTIONS.get(reason, 'the token was refused')}"

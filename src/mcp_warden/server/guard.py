@@ -1,6 +1,6 @@
 """Per-tool enforcement: a token lists and calls the tools it names, and nothing else runs.
 
-The decision is `grant.permits`; three layers apply it, outermost first:
+The decision is `grants.permits`; three layers apply it, outermost first:
 
 1. `ToolScopeLayer` (HTTP only): an ASGI layer after the SDK's bearer
    authentication, so it reads the verified token from `scope["user"]`. It
@@ -23,11 +23,13 @@ The decision is `grant.permits`; three layers apply it, outermost first:
    code for an unknown tool) before lookup, validation or the tool run. It
    sees the message as the SDK parsed it, so a parser difference between
    layer 1 and the SDK cannot bypass enforcement. It writes the audit line
-   of every `tools/call` that reaches the SDK. On stdio its `GrantSource`
-   re-checks the token (expiry, key, revocation) on every request.
-3. `guarded(spec)`: the wrapper each protected tool is registered with. It
-   runs the tool only inside a `ToolGuard` call whose grant names it, and
-   records why a tool failed (`ScavioError.reason`) for the audit line.
+   of every `tools/call` that reaches the SDK. Its grant source
+   (`grants.Grants`) re-checks a stdio token (expiry, key, revocation) on
+   every request.
+3. `guarded(name, fn)`: the wrapper each protected tool is registered with.
+   It runs the tool only inside a `ToolGuard` call whose grant names it, and
+   notes why a tool failed (a `WardenError`'s `reason`, such as
+   `ScavioError.reason`) for the audit line.
 
 A hidden tool and a nonexistent one get byte-identical answers (apart from
 the name itself): no layer consults the server's tool list to refuse.
@@ -36,14 +38,11 @@ the name itself): no layer consults the server's tool list to refuse.
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, Protocol
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pydantic_core
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
@@ -53,66 +52,28 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_warden.server.audit import AuditLog, Outcome, client_address
-from mcp_warden.server.auth import grant_of
-from mcp_warden.server.grant import (
+from mcp_warden.errors import WardenError
+from mcp_warden.server.audit import AuditLog, RequestAudit
+from mcp_warden.server.grants import (
     TOOL_REFUSED_CODE,
     Grant,
+    GrantedCall,
+    GrantSource,
     Refusal,
+    current_call,
+    granted_call,
     permits,
+    scope_grant,
     tool_refused_message,
 )
 from mcp_warden.server.responses import jsonrpc_error, send_json
-from mcp_warden.server.tools.base import ToolSpec
-from mcp_warden.tokens.claims import Claims
-from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.toolnames import is_tool_name
-from mcp_warden.tokens.verifier import Verifier
 
 DENIED = "tool_not_allowed"
 """The audit reason of a tools/call refused because the token does not name the tool."""
 
 _METHOD_HEADER = MCP_METHOD_HEADER.encode("ascii")
 _NAME_HEADER = MCP_NAME_HEADER.encode("ascii")
-
-
-class GrantSource(Protocol):
-    """Where `ToolGuard` gets the caller's grant; raises `Refusal` when there is none."""
-
-    def __call__(self, ctx: ServerRequestContext[Any, Any], /) -> Grant: ...
-
-
-class StdioGrants:
-    """The one token a stdio server runs under (MCP_TOKEN), re-checked on every request."""
-
-    def __init__(self, verifier: Verifier, claims: Claims) -> None:
-        self._verifier = verifier
-        self._claims = claims
-        self._grant = Grant(claims.sub, claims.jti, claims.tools)
-
-    def __call__(self, ctx: ServerRequestContext[Any, Any], /) -> Grant:
-        try:
-            self._verifier.check_still_valid(self._claims)
-        except TokenError as exc:
-            raise Refusal(
-                exc.reason,
-                f"the token this server runs under (MCP_TOKEN) is no longer valid "
-                f"({exc.reason}: {exc}); restart the server with a new token",
-                self._grant,
-            ) from None
-        return self._grant
-
-
-@dataclass
-class _Call:
-    """One tools/call in progress, shared by ToolGuard and the tool's wrapper."""
-
-    grant: Grant
-    ran: bool = False
-    reason: str | None = None
-
-
-_current_call: ContextVar[_Call | None] = ContextVar("mcp_warden_tool_call", default=None)
 
 
 class ToolGuard:
@@ -141,45 +102,30 @@ class ToolGuard:
     async def _tools_call(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        started = time.perf_counter()
-        name = ctx.params.get("name") if isinstance(ctx.params, Mapping) else None
         request = ctx.request
-        client = client_address(request.scope) if isinstance(request, HTTPConnection) else None
-
-        def record(grant: Grant | None, outcome: Outcome, reason: str | None = None) -> None:
-            self._audit.record(
-                sub=grant.sub if grant else None,
-                jti=grant.jti if grant else None,
-                tool=name,
-                outcome=outcome,
-                reason=reason,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                client=client,
-            )
-
+        audit = self._audit.request(request.scope if isinstance(request, HTTPConnection) else None)
+        name = ctx.params.get("name") if isinstance(ctx.params, Mapping) else None
         try:
             grant = self._grants(ctx)
         except Refusal as exc:
-            record(exc.grant, "denied", exc.reason)
+            audit.grant = exc.grant
+            audit.call(name, "denied", exc.reason)
             raise MCPError(code=INVALID_REQUEST, message=str(exc)) from None
+        audit.grant = grant
         if not permits(grant, name):
-            record(grant, "denied", DENIED)
+            audit.call(name, "denied", DENIED)
             raise MCPError(code=TOOL_REFUSED_CODE, message=tool_refused_message(name))
-        call = _Call(grant)
-        reset = _current_call.set(call)
-        try:
-            result = await call_next(ctx)
-        except BaseException as exc:  # cancellation included: the line is still written
-            record(grant, "error", call.reason or _failure(exc))
-            raise
-        finally:
-            _current_call.reset(reset)
+        with granted_call(grant) as call:
+            try:
+                result = await call_next(ctx)
+            except BaseException as exc:  # cancellation included: the line is still written
+                audit.call(name, "error", call.failure or failure_reason(exc))
+                raise
         if isinstance(result, Mapping) and result.get("isError") is True:
-            record(
-                grant, "error", call.reason or ("tool_error" if call.ran else "invalid_arguments")
-            )
+            ran = "tool_error" if call.ran else "invalid_arguments"
+            audit.call(name, "error", call.failure or ran)
         else:
-            record(grant, "allowed")
+            audit.call(name, "allowed")
         return result
 
 
@@ -209,30 +155,56 @@ def visible_tools(result: HandlerResult, grant: Grant) -> HandlerResult:
     return {**result, "tools": shown}
 
 
-def guarded(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
-    """`spec.fn`, run only inside a ToolGuard call whose grant names `spec.name`."""
-    fn = spec.fn
+def guarded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The tool `fn` (async or not), run only inside a ToolGuard call whose grant names `name`.
+
+    `functools.wraps` keeps the signature (the SDK reads `__wrapped__`), so the
+    published input and output schemas are those of `fn`. The SDK runs a
+    plain function in a worker thread, which sees the same call (anyio copies
+    the context).
+    """
+
+    def admitted() -> GrantedCall:
+        call = current_call()
+        if call is None or not permits(call.grant, name):
+            raise ToolError(tool_refused_message(name))
+        call.ran = True
+        return call
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            call = admitted()
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                call.failure = failure_reason(exc)
+                raise
+
+        return run_async
 
     @functools.wraps(fn)
-    async def run(*args: Any, **kwargs: Any) -> Any:
-        call = _current_call.get()
-        if call is None or not permits(call.grant, spec.name):
-            raise ToolError(tool_refused_message(spec.name))
-        call.ran = True
+    def run(*args: Any, **kwargs: Any) -> Any:
+        call = admitted()
         try:
-            return await fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         except Exception as exc:
-            call.reason = _failure(exc)
+            call.failure = failure_reason(exc)
             raise
 
     return run
 
 
-def _failure(exc: BaseException) -> str:
-    """A stable word for why a call failed (a tool error's own `reason` when it has one)."""
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str):
-        return reason
+def failure_reason(exc: BaseException) -> str:
+    """The audit line's word for why a tools/call failed.
+
+    A `WardenError` names it (`reason`: `ScavioError`'s upstream failure, for
+    one); otherwise the kind of failure says it. Any adapter words its failed
+    calls here, so one failure reads the same in every audit log.
+    """
+    if isinstance(exc, WardenError):
+        return exc.reason
     if isinstance(exc, ToolError):
         return "tool_error"
     if isinstance(exc, MCPError):
@@ -261,44 +233,35 @@ class ToolScopeLayer:
         self._max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        user = scope.get("user")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or scope["path"] != self._path
-            or not isinstance(user, AuthenticatedUser)  # the SDK answers 401
-        ):
-            await self.app(scope, receive, send)
+        grant = scope_grant(scope) if scope["type"] == "http" else None
+        if grant is None or scope["method"] != "POST" or scope["path"] != self._path:
+            await self.app(scope, receive, send)  # without a grant the SDK answers 401
             return
-        started = time.perf_counter()
-        grant = grant_of(user.access_token)
-        client = client_address(scope)
+        audit = self._audit.request(scope, grant)
         if _announced_size(scope) > self._max_body:
-            await self._too_large(send, grant, client)
+            await self._too_large(send, audit)
             return
         name = _denied_by_headers(scope, grant)
         if name is not None:
-            await self._insufficient_scope(send, name, grant, client=client, started=started)
+            await self._insufficient_scope(send, name, audit)
             return
         try:
             body = await _read_body(receive, self._max_body)
         except _TooLarge:
-            await self._too_large(send, grant, client)
+            await self._too_large(send, audit)
             return
         if body is None:
             return  # the client went away
-        if not await self._refused_body(send, body, grant, client, started):
+        if not await self._refused_body(send, body, grant, audit):
             await self.app(scope, _replay(body, receive), send)
 
     async def _refused_body(
-        self, send: Send, body: bytes, grant: Grant, client: str | None, started: float
+        self, send: Send, body: bytes, grant: Grant, audit: RequestAudit
     ) -> bool:
         """Answer a batch (400) or a tools/call of a tool `grant` does not name (403)."""
         request = _json(body)
         if isinstance(request, list):
-            self._audit.refused(
-                status=400, reason="batch", client=client, sub=grant.sub, jti=grant.jti
-            )
+            audit.refused(400, "batch")
             message = "JSON-RPC batches are not accepted; send one message per request"
             await send_json(send, 400, jsonrpc_error(None, INVALID_REQUEST, message))
             return True
@@ -306,38 +269,19 @@ class ToolScopeLayer:
             params = request.get("params")
             name = params.get("name") if isinstance(params, dict) else None
             if isinstance(name, str) and not permits(grant, name):
-                await self._insufficient_scope(
-                    send, name, grant, client=client, started=started, request_id=request.get("id")
-                )
+                await self._insufficient_scope(send, name, audit, request_id=request.get("id"))
                 return True
         return False
 
-    async def _too_large(self, send: Send, grant: Grant, client: str | None) -> None:
-        self._audit.refused(
-            status=413, reason="body_too_large", client=client, sub=grant.sub, jti=grant.jti
-        )
+    async def _too_large(self, send: Send, audit: RequestAudit) -> None:
+        audit.refused(413, "body_too_large")
         message = f"the request body is larger than {self._max_body} bytes"
         await send_json(send, 413, jsonrpc_error(None, INVALID_REQUEST, message))
 
     async def _insufficient_scope(
-        self,
-        send: Send,
-        name: str,
-        grant: Grant,
-        *,
-        client: str | None,
-        started: float,
-        request_id: object = None,
+        self, send: Send, name: str, audit: RequestAudit, *, request_id: object = None
     ) -> None:
-        self._audit.record(
-            sub=grant.sub,
-            jti=grant.jti,
-            tool=name,
-            outcome="denied",
-            reason=DENIED,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            client=client,
-        )
+        audit.call(name, "denied", DENIED)
         # The tool name goes in the header only when it is a valid tool name
         # (A-Z a-z 0-9 _ - .): nothing else can break out of the quoted string.
         scope = f'scope="{name}", ' if is_tool_name(name) else ""

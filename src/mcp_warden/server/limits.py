@@ -25,7 +25,7 @@ from __future__ import annotations
 from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_warden.server.audit import AuditLog, client_address
+from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.responses import jsonrpc_error, send_json
 
 BUSY_RETRY_AFTER_SECONDS = 1
@@ -47,7 +47,7 @@ class ConcurrencyLayer:
             await self.app(scope, receive, send)
             return
         if self._active >= self._limit:
-            self._audit.refused(status=503, reason="overloaded", client=client_address(scope))
+            self._audit.request(scope).refused(503, "overloaded")
             message = (
                 "this server is handling as many requests as it takes at once; "
                 f"retry in {BUSY_RETRY_AFTER_SECONDS} s"
@@ -74,7 +74,7 @@ class MethodLayer:
         if scope["type"] != "http" or scope["path"] != self._path or scope["method"] == "POST":
             await self.app(scope, receive, send)
             return
-        self._audit.refused(status=405, reason="method_not_allowed", client=client_address(scope))
+        self._audit.request(scope).refused(405, "method_not_allowed")
         message = "this server answers POST only: it opens no event stream and keeps no session"
         await send_json(
             send,

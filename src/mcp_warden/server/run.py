@@ -1,37 +1,33 @@
-"""Running the server: streamable HTTP on uvicorn, or stdio under one token.
+"""Serving a protected server: the socket, uvicorn and the start-up log, for any `Warden` user.
 
-Both check everything they need before serving (master key, JWKS,
-revocation URL, audience, MCP_TOKEN for stdio) and raise ConfigError with a
-one-line message otherwise, which the CLI turns into exit code 2.
+Start-up failures are ConfigErrors with a one-line message, which the CLI
+turns into exit code 2.
 
 HTTP: the socket is bound here (so port 0 works and the bound address is
 printed only once it accepts), with `proto=IPPROTO_TCP` so that asyncio
 sets TCP_NODELAY on accepted connections (without it every keep-alive
 response waits ~40 ms for a delayed ACK). uvicorn runs with its access log
-off; SIGTERM and SIGINT drain in-flight requests (up to
-`GRACEFUL_SECONDS`), then the SDK lifespan closes the runtime.
+off; SIGTERM and SIGINT drain in-flight requests (up to `GRACEFUL_SECONDS`),
+then the SDK lifespan closes the warden.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import sys
 from urllib.parse import urlsplit
 
-import anyio
 import uvicorn
 from starlette.types import ASGIApp
 
-from mcp_warden.config import Settings
-from mcp_warden.errors import ConfigError, WardenError
-from mcp_warden.server.app import MCP_PATH, Runtime, http_app, stdio_server
-from mcp_warden.tokens.errors import TokenError
+from mcp_warden.errors import ConfigError
+from mcp_warden.server.http import MCP_PATH
 from mcp_warden.urls import redacted
 
 GRACEFUL_SECONDS = 10
 BACKLOG = 1024
+BANNER = "mcp-warden: serving on "
 
 log = logging.getLogger("mcp_warden.server")
 
@@ -43,37 +39,12 @@ def configure_logging() -> None:
     )
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """Runtime.open, with every startup failure as a ConfigError (exit 2)."""
-    try:
-        return Runtime.open(settings)
-    except ConfigError:
-        raise
-    except WardenError as exc:
-        raise ConfigError(f"cannot start: {exc}") from None
-
-
-# -- HTTP ---------------------------------------------------------------------
-
-
-def serve_http(settings: Settings, *, host: str, port: int) -> None:
-    """Serve streamable HTTP at http://HOST:PORT/mcp until SIGTERM or SIGINT."""
-    configure_logging()
-    sock = bind(host, port)
-    try:
-        runtime = open_runtime(settings)
-        try:
-            app = http_app(runtime, host=host)
-        except BaseException:
-            asyncio.run(runtime.aclose())
-            raise
-    except BaseException:
-        sock.close()
-        raise
+def serve(app: ASGIApp, sock: socket.socket, *, host: str, audience: str) -> None:
+    """Serve `app` on the bound `sock`; announce its URL, and warn if it is not `audience`."""
     bound_port = int(sock.getsockname()[1])
     url = f"http://{_host_in_url(host)}:{bound_port}{MCP_PATH}"
-    warn_if_not_audience(settings.token_audience, host, bound_port)
-    run_uvicorn(app, sock, banner=f"mcp-warden: serving on {url}")
+    warn_if_not_audience(audience, host, bound_port)
+    run_uvicorn(app, sock, banner=BANNER + url)
 
 
 def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str) -> None:
@@ -150,35 +121,3 @@ def warn_if_not_audience(audience: str, host: str, port: int) -> None:
 
 def _host_in_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-# -- stdio --------------------------------------------------------------------
-
-
-def serve_stdio(settings: Settings) -> None:
-    """Serve MCP over stdin/stdout under the token in MCP_TOKEN; refuse to start without one."""
-    configure_logging()
-    if settings.token is None:
-        raise ConfigError(
-            "MCP_TOKEN is not set; a stdio server runs under one token: mint one with "
-            "`mcp-warden token mint --tools ... --ttl ... --sub ...` and export it as MCP_TOKEN"
-        )
-    anyio.run(_stdio, settings)
-
-
-async def _stdio(settings: Settings) -> None:
-    runtime = open_runtime(settings)
-    token = settings.token or ""
-    try:
-        claims = runtime.verifier.verify(token.strip())
-    except TokenError as exc:
-        await runtime.aclose()
-        raise ConfigError(
-            f"MCP_TOKEN was refused ({exc.reason}: {exc}); mint a new token with "
-            "`mcp-warden token mint` and export it as MCP_TOKEN"
-        ) from None
-    except BaseException:
-        await runtime.aclose()
-        raise
-    server = stdio_server(runtime, claims)
-    await server.run_stdio_async()  # the server lifespan closes the runtime

@@ -30,6 +30,8 @@ class TokenError(WardenError):
     The message never contains the token itself.
     """
 
+    reason: Reason
+
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
-        self.reason: Reason = reason
+        self.reason = reason
