@@ -9,8 +9,8 @@ MCP_REVOCATION_URL, MCP_AUDIT_LOG...), the port from FastMCP's FASTMCP_PORT.
 
 from fastmcp import FastMCP
 
+from mcp_warden import Warden
 from mcp_warden.fastmcp import WardenAuth, WardenMiddleware
-from mcp_warden.warden import Warden
 
 warden = Warden.open()
 mcp = FastMCP("example", auth=WardenAuth(warden), middleware=[WardenMiddleware(warden)])

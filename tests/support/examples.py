@@ -62,11 +62,22 @@ class ExampleLab:
 
     @contextlib.contextmanager
     def serve(self, script: Path) -> Iterator[subprocess.Popen[bytes]]:
-        """`python SCRIPT PORT` with this lab's settings, listening, until the block ends."""
+        """`python SCRIPT PORT` with this lab's settings, listening, until the block ends.
+
+        FastMCP reads its port from FASTMCP_PORT rather than argv: both are given.
+        """
         log = self.root / f"{script.stem}.log"
         argv = [sys.executable, str(script), str(self.port)]
-        with background(argv, env=self.env, port=self.port, log=log, cwd=self.root) as proc:
+        env = {**self.env, "FASTMCP_PORT": str(self.port), "FASTMCP_SHOW_SERVER_BANNER": "false"}
+        with background(
+            argv, env=env, port=self.port, log=log, cwd=self.root, timeout=30.0
+        ) as proc:
             yield proc
+
+    @property
+    def metadata(self) -> str:
+        """The RFC 9728 metadata URL the example's challenges name."""
+        return self.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
 
 
 @contextlib.contextmanager
