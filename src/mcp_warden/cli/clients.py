@@ -41,11 +41,15 @@ def _read_jwk(path: Path) -> dict[str, str]:
         with path.open("rb") as f:
             data = f.read(MAX_JWK_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"the JWK file {path} does not exist; give the client's public JWK") from None
+        raise ConfigError(
+            f"the JWK file {path} does not exist; give the client's public JWK"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the JWK file {path}: {exc.strerror}") from None
     if len(data) > MAX_JWK_BYTES:
-        raise ClientsError(f"the JWK file {path} is over {MAX_JWK_BYTES} bytes; give one public JWK")
+        raise ClientsError(
+            f"the JWK file {path} is over {MAX_JWK_BYTES} bytes; give one public JWK"
+        )
 
     def unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
         if len({name for name, _ in pairs}) != len(pairs):
@@ -55,7 +59,9 @@ def _read_jwk(path: Path) -> dict[str, str]:
     try:
         doc = json.loads(data.decode("utf-8"), object_pairs_hook=unique)
     except (UnicodeDecodeError, ValueError):
-        raise ClientsError(f"the JWK file {path} is not one JSON object; give one public JWK") from None
+        raise ClientsError(
+            f"the JWK file {path} is not one JSON object; give one public JWK"
+        ) from None
     return client_jwk(doc, what=f"the JWK in {path}")
 
 
@@ -230,7 +236,9 @@ def clients_remove(ctx: click.Context, client_id: str) -> None:
     )
 
 
-def _update(ctx: click.Context, client_id: str, change: Callable[[Client], Client], verb: str) -> None:
+def _update(
+    ctx: click.Context, client_id: str, change: Callable[[Client], Client], verb: str
+) -> None:
     registry = _open(ctx)
     try:
         new = registry.update(client_id, change)

@@ -38,7 +38,7 @@ def issuer() -> None:
     help="Serve plain HTTP: a proxy in front terminates TLS at the https MCP_TOKEN_ISSUER.",
 )
 @click.pass_context
-def issuer_serve(
+def issuer_serve(  # noqa: PLR0917  (click passes the options positionally)
     ctx: click.Context,
     host: str,
     port: int,

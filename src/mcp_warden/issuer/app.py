@@ -81,7 +81,9 @@ def issuer_app(issuer: Issuer, audit: IssuerAudit, limiter: FailureLimiter) -> S
             _check_limits(limiter, address, claimed)
             issued = await anyio.to_thread.run_sync(issuer.issue, form, authorization)
         except OAuthError as exc:
-            return _refused("token", exc, claimed, address, audit, limiter)
+            return _refused(
+                "token", exc=exc, claimed=claimed, address=address, audit=audit, limiter=limiter
+            )
         audit.record(
             event="token",
             outcome="issued",
@@ -107,7 +109,9 @@ def issuer_app(issuer: Issuer, audit: IssuerAudit, limiter: FailureLimiter) -> S
             _check_limits(limiter, address, claimed)
             done = await anyio.to_thread.run_sync(issuer.revoke, form, authorization)
         except OAuthError as exc:
-            return _refused("revoke", exc, claimed, address, audit, limiter)
+            return _refused(
+                "revoke", exc=exc, claimed=claimed, address=address, audit=audit, limiter=limiter
+            )
         audit.record(
             event="revoke",
             outcome=done.outcome,
@@ -169,6 +173,7 @@ def _check_limits(limiter: FailureLimiter, address: str | None, claimed: str | N
 
 def _refused(
     event: str,
+    *,
     exc: OAuthError,
     claimed: str | None,
     address: str | None,

@@ -59,8 +59,7 @@ def assertion_algorithm(assertion: str, client_id: str | None) -> str:
     if alg not in ALGORITHMS:
         shown = alg[:20] if isinstance(alg, str) else type(alg).__name__
         raise _refuse(
-            f"client_assertion alg {shown!r} is not accepted; sign it with "
-            f"{', '.join(ALGORITHMS)}",
+            f"client_assertion alg {shown!r} is not accepted; sign it with {', '.join(ALGORITHMS)}",
             "assertion_algorithm",
             client_id,
         )

@@ -28,7 +28,7 @@ from mcp_warden.tokens.issuer import MintError, normalize_tools
 AuthMethod = Literal["client_secret", "private_key_jwt"]
 
 CLIENT_ID_PREFIX = "mcpw_"
-SECRET_PREFIX = "mcpws_"
+SECRET_PREFIX = "mcpws_"  # noqa: S105  (a prefix that secret scanners see, not a secret)
 SECRET_BYTES = 32  # 256 bits from `secrets`
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_CLIENT_ID_CHARS = 128
@@ -193,6 +193,7 @@ def client_jwk(doc: object, *, what: str = "the JWK") -> dict[str, str]:
             "and keep the private key with the client"
         )
     kty, crv, alg = doc.get("kty"), doc.get("crv"), doc.get("alg")
+    members: tuple[str, ...]
     if kty == "OKP" and crv == "Ed25519":
         wanted, members = "EdDSA", ("kty", "crv", "x")
     elif kty == "EC" and crv == "P-256":

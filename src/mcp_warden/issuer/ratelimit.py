@@ -29,9 +29,7 @@ WINDOW_SECONDS = 60.0
 class FailureLimiter:
     """Token buckets of failed authentications, keyed by client or address."""
 
-    def __init__(
-        self, per_minute: int, *, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, per_minute: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._capacity = float(per_minute)
         self._rate = per_minute / WINDOW_SECONDS  # tokens per second
         self._monotonic = monotonic

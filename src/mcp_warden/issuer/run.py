@@ -72,9 +72,7 @@ def serve_issuer(
     bound = int(sock.getsockname()[1])
     scheme = "https" if tls else "http"
     shown_host = f"[{host}]" if ":" in host else host
-    banner = (
-        f"{BANNER}{scheme}://{shown_host}:{bound} for issuer {redacted(settings.token_issuer)}"
-    )
+    banner = f"{BANNER}{scheme}://{shown_host}:{bound} for issuer {redacted(settings.token_issuer)}"
     config = uvicorn.Config(
         app,
         lifespan="on",
@@ -124,7 +122,9 @@ def _check_key_file(keyfile: Path) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot read the TLS key {keyfile}: {exc.strerror}") from None
     if mode & 0o077:
-        raise ConfigError(f"the TLS key {keyfile} is readable by others (mode {mode:o}); chmod 600 it")
+        raise ConfigError(
+            f"the TLS key {keyfile} is readable by others (mode {mode:o}); chmod 600 it"
+        )
 
 
 def _bind(host: str, port: int) -> socket.socket:

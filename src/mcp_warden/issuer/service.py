@@ -117,7 +117,8 @@ def check_issuer_url(url: str, *, behind_tls_proxy: bool) -> str:
         )
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigError(
-            "MCP_TOKEN_ISSUER must have no user, query or fragment (RFC 8414 section 2); remove them"
+            "MCP_TOKEN_ISSUER must have no user, query or fragment (RFC 8414 section 2); "
+            "remove them"
         )
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK and not behind_tls_proxy:
         raise ConfigError(
@@ -282,15 +283,15 @@ class Issuer:
                 )
             return self._check_secret(client_id, secret, basic=True)
         if used[0] == "client_secret_post":
-            client_id = form.get("client_id")
-            if client_id is None:
+            posted = form.get("client_id")
+            if posted is None:
                 raise invalid_client(
                     "client_secret_post needs client_id in the body too",
                     "no_client_id",
                     client_id=None,
                     basic=False,
                 )
-            return self._check_secret(client_id, form["client_secret"], basic=False)
+            return self._check_secret(posted, form["client_secret"], basic=False)
         return self._check_assertion(form)
 
     def _lookup(self, client_id: str) -> Client | None:
@@ -326,8 +327,10 @@ class Issuer:
         assertion = form.get("client_assertion")
         if assertion is None:
             raise invalid_client(
-                "private_key_jwt needs a client_assertion", "assertion_missing",
-                client_id=named, basic=False,
+                "private_key_jwt needs a client_assertion",
+                "assertion_missing",
+                client_id=named,
+                basic=False,
             )
         claimed = claimed_client_id(assertion)
         assertion_algorithm(assertion, named or claimed)  # none, HS256...: refused unverified
@@ -440,7 +443,9 @@ class Issuer:
             token = form.get("token")
             if token is None:
                 raise OAuthError(
-                    "invalid_request", "give the token to revoke", "no_token",
+                    "invalid_request",
+                    "give the token to revoke",
+                    "no_token",
                     client_id=client.client_id,
                 )
             claims = self._our_token(token)

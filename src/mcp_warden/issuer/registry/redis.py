@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -28,6 +28,7 @@ from mcp_warden.issuer.registry import RegistryUnavailable, UnknownClient
 from mcp_warden.issuer.registry.sqlite import assertion_key
 
 PREFIX = "mcp-warden:clients:"
+T = TypeVar("T")
 
 
 class RedisRegistry:
@@ -65,8 +66,7 @@ class RedisRegistry:
             pipe.hset(self._records, client.client_id, client.to_json())
             pipe.hset(self._names, client.name, client.client_id)
 
-        with self._errors("write"):
-            self._redis.transaction(add, self._names)
+        self._atomically(add, self._names)
 
     def update(self, client_id: str, change: Callable[[Client], Client]) -> Client:
         def update(pipe: Any) -> Client:
@@ -78,11 +78,7 @@ class RedisRegistry:
             pipe.hset(self._records, client_id, new.to_json())
             return new
 
-        with self._errors("write"):
-            result: Client = self._redis.transaction(
-                update, self._records, value_from_callable=True
-            )
-        return result
+        return self._atomically(update, self._records)
 
     def remove(self, client_id: str) -> Client:
         def remove(pipe: Any) -> Client:
@@ -95,11 +91,7 @@ class RedisRegistry:
             pipe.hdel(self._names, old.name)
             return old
 
-        with self._errors("write"):
-            result: Client = self._redis.transaction(
-                remove, self._records, self._names, value_from_callable=True
-            )
-        return result
+        return self._atomically(remove, self._records, self._names)
 
     def use_assertion(self, client_id: str, jti: str, exp: int, now: int) -> bool:
         key = self._assertion + assertion_key(client_id, jti)
@@ -109,7 +101,22 @@ class RedisRegistry:
     def close(self) -> None:
         self._redis.close()
 
-    def _parse(self, doc: str) -> Client:
+    def _atomically(self, change: Callable[[Any], T], *watched: str) -> T:
+        """Run `change` on a pipeline WATCHing `watched`, then EXEC; again if they changed."""
+        pipe: Any
+        with self._errors("write"), self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(*watched)
+                    result = change(pipe)
+                    pipe.execute()
+                except redis.WatchError:
+                    continue
+                return result
+
+    def _parse(self, doc: str | bytes) -> Client:
+        if isinstance(doc, bytes):
+            doc = doc.decode("utf-8", "replace")
         try:
             return Client.from_json(doc)
         except ValueError as exc:

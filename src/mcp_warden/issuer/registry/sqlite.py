@@ -150,7 +150,7 @@ class SqliteRegistry:
                 raise self._unavailable("cannot write", exc) from exc
 
     def _current(self) -> sqlite3.Connection:
-        """The connection to the file now at the path (reopened when another file took its place)."""
+        """The connection to the file at the path (reopened when another file took its place)."""
         try:
             info = os.stat(self.path, follow_symlinks=False)
             identity: Identity | None = (info.st_dev, info.st_ino)
@@ -202,11 +202,6 @@ def _open(path: Path) -> tuple[sqlite3.Connection, Identity]:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
-        if mode != "wal":
-            raise RegistryUnavailable(
-                f"the client registry {path} cannot use WAL mode (got {mode!r}); "
-                "put it on a local file system"
-            )
         _refuse_linked_sidecars(path)
     except sqlite3.Error as exc:
         db.close()
@@ -214,6 +209,12 @@ def _open(path: Path) -> tuple[sqlite3.Connection, Identity]:
     except BaseException:
         db.close()
         raise
+    if mode != "wal":
+        db.close()
+        raise RegistryUnavailable(
+            f"the client registry {path} cannot use WAL mode (got {mode!r}); "
+            "put it on a local file system"
+        )
     return db, identity
 
 
