@@ -194,6 +194,10 @@ def test_healthz_and_metadata_need_no_token(lab: Deployment, server: Served) -> 
     metadata = httpx.get(f"{base}/.well-known/oauth-protected-resource/mcp", trust_env=False)
     assert metadata.status_code == 200
     assert metadata.json()["resource"] == lab.audience
+    # MCP_TOKEN_ISSUER is not a URL (tokens come from `token mint`): the server's own
+    # origin, which serves no OAuth endpoint; the tools are the scopes tokens name.
+    assert metadata.json()["authorization_servers"] == [base]
+    assert metadata.json()["scopes_supported"] == ["extract_url", "usage", "web_search"]
 
 
 def test_audit_lines_record_each_call_without_secrets(lab: Deployment, server: Served) -> None:

@@ -32,6 +32,19 @@ kid, up to its 5 s timeout), so with an https `MCP_JWKS` verification runs
 in a worker thread and a slow issuer never stalls the other requests.
 `bench/server.py` measures both.
 
+Discovery (MCP authorization spec 2026-07-28): every 401 carries
+`resource_metadata`, the URL of this resource's RFC 9728 metadata, which
+names the authorization server (below) and lists the server's tools in
+`scopes_supported` (`resource_metadata_route` replaces the SDK's document,
+which can list only `required_scopes`, scopes every token would need). A
+401 to a `tools/call` also carries `scope="<tool>"`, the scope that
+operation needs (RFC 6750 section 3; the spec's "scopes required for
+accessing the resource"), read from the 2026-07-28 `Mcp-Method` and
+`Mcp-Name` headers; the body is not read before authentication. Any other
+401 (`server/discover`, `initialize`, `tools/list`: no tool is needed to
+connect) carries no scope, and clients then ask for `scopes_supported`,
+of which the issuer grants what the client may have.
+
 Issuer URL: the SDK's metadata names an authorization server. That is
 `MCP_TOKEN_ISSUER` when it is an http(s) URL; otherwise (the default
 `mcp-warden`: tokens are minted out of band with `mcp-warden token mint`,
@@ -42,16 +55,23 @@ none and must be configured with a token.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio.to_thread
+from mcp.server.auth.json_response import PydanticJSONResponse
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings
+from mcp.shared.auth import ProtectedResourceMetadata
+from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER, decode_header_value
 from mcp_types import INTERNAL_ERROR
 from pydantic import AnyHttpUrl, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_warden.config import Settings
@@ -60,11 +80,18 @@ from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.responses import jsonrpc_error, send_json
 from mcp_warden.tokens.claims import Claims
 from mcp_warden.tokens.errors import Reason, TokenError
+from mcp_warden.tokens.toolnames import is_tool_name
 from mcp_warden.tokens.verifier import Verifier
 from mcp_warden.urls import redacted
 
 RETRY_AFTER_SECONDS = 5
 """What a 503 (revocation list unreachable) asks clients to wait."""
+
+METADATA_MAX_AGE_SECONDS = 3600
+"""How long clients may cache the RFC 9728 metadata (as the SDK's own document)."""
+
+_METHOD_HEADER = MCP_METHOD_HEADER.lower().encode("ascii")
+_NAME_HEADER = MCP_NAME_HEADER.lower().encode("ascii")
 
 # The check that failed, as error_description says it (fixed text: header-safe, no token content).
 DESCRIPTIONS: dict[Reason, str] = {
@@ -162,6 +189,58 @@ def resource_metadata_url(settings: Settings) -> str:
     return str(build_resource_metadata_url(AnyHttpUrl(settings.token_audience)))
 
 
+def resource_metadata_route(
+    auth: AuthSettings, tools: Callable[[], Awaitable[Sequence[str]]]
+) -> Route:
+    """GET (and CORS OPTIONS) of the RFC 9728 metadata, with `scopes_supported` = `tools()`.
+
+    The SDK's document, at the same path, plus the tools: every tool is a
+    scope a token may name. They are read on each request, so a tool
+    registered after the app was built is listed too.
+    """
+    resource = auth.resource_server_url
+    if resource is None:
+        raise ConfigError("the server's auth settings name no resource (MCP_TOKEN_AUDIENCE)")
+
+    async def metadata(_request: Request) -> Response:
+        document = ProtectedResourceMetadata(
+            resource=resource,
+            authorization_servers=[auth.issuer_url],
+            scopes_supported=sorted(set(await tools())),
+        )
+        return PydanticJSONResponse(
+            content=document,
+            headers={"Cache-Control": f"public, max-age={METADATA_MAX_AGE_SECONDS}"},
+        )
+
+    path = urlsplit(str(build_resource_metadata_url(resource))).path
+    endpoint = cors_middleware(metadata, ["GET", "OPTIONS"])
+    return Route(path, endpoint=endpoint, methods=["GET", "OPTIONS"])
+
+
+def challenged_tool(scope: Scope) -> str | None:
+    """The tool a `tools/call` names in its 2026-07-28 headers (one valid name), else None.
+
+    `Mcp-Method: tools/call` and one `Mcp-Name` (repeated copies must agree);
+    a name outside the MCP tool-name rule is never put in a header.
+    """
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    if not any(k == _METHOD_HEADER and v == b"tools/call" for k, v in headers):
+        return None
+    names = {decode_header_value(v.decode("latin-1")) for k, v in headers if k == _NAME_HEADER}
+    name = names.pop() if len(names) == 1 else None
+    return name if is_tool_name(name) else None
+
+
+def _with_scope(message: Message, tool: str) -> Message:
+    """The SDK's 401 start message with `scope="<tool>"` added to its challenge."""
+    headers = [
+        (k, v + f', scope="{tool}"'.encode()) if k == b"www-authenticate" else (k, v)
+        for k, v in message["headers"]
+    ]
+    return {**message, "headers": headers}
+
+
 class ChallengeLayer:
     """Outermost ASGI layer: says in the SDK's 401 which check failed (see the module docstring)."""
 
@@ -185,10 +264,13 @@ class ChallengeLayer:
             if message["type"] == "http.response.start" and message["status"] == 401:
                 status = 503 if reason == "revocation_unavailable" else 401
                 self._audit.request(scope).refused(status, reason or "missing_token")
+                tool = challenged_tool(scope)
                 if reason:
                     replaced = True
-                    await self._refuse(send, reason)
+                    await self._refuse(send, reason, tool)
                     return
+                if tool is not None:
+                    message = _with_scope(message, tool)
             await send(message)
 
         reset = _challenge.set(challenge)
@@ -197,7 +279,7 @@ class ChallengeLayer:
         finally:
             _challenge.reset(reset)
 
-    async def _refuse(self, send: Send, reason: Reason) -> None:
+    async def _refuse(self, send: Send, reason: Reason, tool: str | None) -> None:
         description = f"{reason}: {DESCRIPTIONS.get(reason, 'the token was refused')}"
         if reason == "revocation_unavailable":
             message = (
@@ -210,5 +292,8 @@ class ChallengeLayer:
             f'Bearer error="invalid_token", error_description="{description}", '
             f'resource_metadata="{self._resource_metadata}"'
         )
+        if tool is not None:
+            challenge += f', scope="{tool}"'
+
         payload = {"error": "invalid_token", "error_description": description}
         await send_json(send, 401, payload, headers=[(b"www-authenticate", challenge.encode())])

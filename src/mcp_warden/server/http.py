@@ -17,6 +17,10 @@ A request's way through it (outermost first):
 The SDK parts come from the server's construction options
 (`Warden.server_options`); `protected_app` adds the rest around the SDK's app.
 
+`GET /.well-known/oauth-protected-resource/mcp` (no auth) is the RFC 9728
+metadata: the authorization server and the server's tools as
+`scopes_supported` (`publish_tool_scopes`).
+
 `GET /healthz` (no auth) answers 200 `{"status": "ok"}`, or 503 when this
 replica cannot check revocations (its shared denylist has been unreachable
 for longer than MCP_REVOCATION_STALE_SECONDS), so a load balancer can route
@@ -34,11 +38,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from mcp_warden.config import Settings
 from mcp_warden.server.audit import AuditLog
-from mcp_warden.server.auth import RETRY_AFTER_SECONDS, ChallengeLayer, resource_metadata_url
+from mcp_warden.server.auth import (
+    RETRY_AFTER_SECONDS,
+    ChallengeLayer,
+    resource_metadata_route,
+    resource_metadata_url,
+)
 from mcp_warden.server.guard import ToolScopeLayer
 from mcp_warden.server.limits import ConcurrencyLayer, MethodLayer
 from mcp_warden.tokens.revocation import Denylist
@@ -55,6 +65,7 @@ def protected_app(
     """`server`'s stateless streamable-HTTP app at /mcp in our layers, with /healthz."""
     add_health_route(server, denylist)
     app = streamable_http(server, settings, host)
+    publish_tool_scopes(app, server)
     metadata = resource_metadata_url(settings)
     # Innermost user middleware: after the SDK's authentication, before its routes.
     app.user_middleware.append(
@@ -78,6 +89,29 @@ def streamable_http(server: MCPServer[Any], settings: Settings, host: str) -> St
         transport_security=transport_security(settings.token_audience, host),
         host=host,
     )
+
+
+def publish_tool_scopes(app: Starlette, server: MCPServer[Any]) -> None:
+    """Serve the RFC 9728 metadata with the server's tools as `scopes_supported`.
+
+    Replaces the SDK's route at the same path (see `auth.resource_metadata_route`).
+    """
+    auth = server.settings.auth
+    if auth is None or auth.resource_server_url is None:
+        return  # not protected: `Warden.http_app` refuses such a server before this
+
+    async def tool_names() -> list[str]:
+        return [tool.name for tool in await server.list_tools()]
+
+    route = resource_metadata_route(auth, tool_names)
+    routes = app.router.routes
+    at = next(
+        (i for i, r in enumerate(routes) if isinstance(r, Route) and r.path == route.path), None
+    )
+    if at is None:
+        routes.insert(0, route)
+    else:
+        routes[at] = route
 
 
 def add_health_route(server: MCPServer[Any], denylist: Denylist) -> None:
