@@ -1,4 +1,4 @@
-"""The official `mcp` Python client gets its own tokens from `mcp-warden issuer serve` (real processes).
+"""The official `mcp` Python client gets its own tokens from `issuer serve` (real processes).
 
 `mcp-warden issuer serve` over TLS (the test CA), `mcp-warden serve` with
 MCP_TOKEN_ISSUER = the issuer URL and MCP_JWKS = its jwks_uri (no key file
@@ -16,7 +16,6 @@ a clear error, while the upstream never sees an extract call.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -110,7 +109,9 @@ async def two_calls(setup: Setup, client: Registered, before_extract: Any = None
     """web_search, then extract_url, through one client session; the second's result or error."""
     provider = provider_for(setup, client)
     async with (
-        httpx2.AsyncClient(auth=provider, verify=setup.lab.pki.client_context(), timeout=30) as http,
+        httpx2.AsyncClient(
+            auth=provider, verify=setup.lab.pki.client_context(), timeout=30
+        ) as http,
         Client(streamable_http_client(setup.server.audience, http_client=http)) as session,
     ):
         first = await session.call_tool("web_search", {"query": "warden"})
