@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import Figure
+from mcp_warden.demo.harness import stub_process
 from mcp_warden.server.tools.scavio import ScavioClient
 
 CALLS = 300
@@ -59,21 +58,8 @@ async def _measure(url: str, key: str) -> tuple[float, float]:
 
 def run() -> list[Figure]:
     key = "sk_bench_" + secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory() as tmp:
-        keys_file = Path(tmp) / "keys"
-        keys_file.touch(0o600)
-        keys_file.write_text(key + "\n")
-        argv = [sys.executable, "-m", "mcp_warden.stub_upstream", "--port", "0"]
-        stub = subprocess.Popen(
-            [*argv, "--keys-file", str(keys_file)], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert stub.stdout is not None
-            address = stub.stdout.readline().strip().removeprefix("listening on ")
-            hardened, plain = asyncio.run(_measure(f"http://{address}", key))
-        finally:
-            stub.terminate()
-            stub.wait(10)
+    with tempfile.TemporaryDirectory() as tmp, stub_process(Path(tmp), [key]) as stub:
+        hardened, plain = asyncio.run(_measure(stub.url, key))
     return [
         Figure(
             "upstream client (stub on 127.0.0.1, sequential)",

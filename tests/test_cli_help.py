@@ -11,7 +11,7 @@ import os
 import pytest
 
 from mcp_warden.cli import _SUBCOMMANDS
-from tests.support.procs import run_cli
+from mcp_warden.demo.harness import run_cli
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "SCAVIO_"))}
 

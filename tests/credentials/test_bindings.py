@@ -14,9 +14,9 @@ from mcp_warden.credentials.auditlog import RotationLog
 from mcp_warden.credentials.errors import BindingMismatch
 from mcp_warden.credentials.rotation import Rotator
 from mcp_warden.credentials.store import CredentialStore, previous_path, rekey_journal
-from tests.support.credentials import LOG, STORE, cred_env, new_key
-from tests.support.procs import run_cli
-from tests.support.server import CREDENTIAL, deployment, post, tools_call
+from mcp_warden.demo.harness import post, run_cli, tools_call
+from tests.support.credentials import LOG, STORE, cred_env, new_master_key
+from tests.support.server import CREDENTIAL, deployment
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -47,7 +47,7 @@ def read(path: Path) -> dict[str, object]:
 def test_an_envelope_copied_into_another_entry_is_refused_by_cred_get_and_verify(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     ok(run_cli(["cred", "set", "a"], env, input="alpha"))
     ok(run_cli(["cred", "set", "b"], env, input="bravo"))
     store = tmp_path / STORE
@@ -74,7 +74,7 @@ def test_an_envelope_copied_into_another_entry_is_refused_by_cred_get_and_verify
 
 
 def test_an_old_value_copied_back_from_previous_is_refused(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     ok(run_cli(["cred", "set", "a"], env, input="old"))
     ok(run_cli(["cred", "rotate", "a"], env, input="new"))
     store = tmp_path / STORE
@@ -89,7 +89,7 @@ def test_an_old_value_copied_back_from_previous_is_refused(tmp_path: Path) -> No
 
 
 def test_rollback_refuses_a_previous_value_swapped_from_another_name(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     for name in "ab":
         ok(run_cli(["cred", "set", name], env, input=f"{name}1"))
         ok(run_cli(["cred", "rotate", name], env, input=f"{name}2"))
@@ -103,7 +103,7 @@ def test_rollback_refuses_a_previous_value_swapped_from_another_name(tmp_path: P
 def test_load_refuses_a_swapped_entry_and_checks_it_once_per_store_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = bytes.fromhex(new_key())
+    key = bytes.fromhex(new_master_key())
     writer = CredentialStore(tmp_path / STORE, key)
     writer.set("a", "alpha")
     writer.set("b", "bravo")
@@ -137,7 +137,7 @@ def test_rekey_rebinds_under_the_new_key_and_readers_with_both_keys_keep_loading
     caplog: pytest.LogCaptureFixture,
     crash_after: int,
 ) -> None:
-    old, new = bytes.fromhex(new_key()), bytes.fromhex(new_key())
+    old, new = bytes.fromhex(new_master_key()), bytes.fromhex(new_master_key())
     path = tmp_path / STORE
     rotator = Rotator(CredentialStore(path, old), RotationLog(tmp_path / LOG, "t", key=old))
     rotator.set("a", "a1")

@@ -19,8 +19,14 @@ from cryptography.fernet import Fernet
 from mcp_warden.credentials.auditlog import RotationLog
 from mcp_warden.credentials.rotation import Rotator
 from mcp_warden.credentials.store import CredentialStore
-from tests.support.credentials import LOG, STORE, cred_env, new_key, tutorial_store_credential
-from tests.support.procs import run_cli
+from mcp_warden.demo.harness import run_cli
+from tests.support.credentials import (
+    LOG,
+    STORE,
+    cred_env,
+    new_master_key,
+    tutorial_store_credential,
+)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -45,7 +51,7 @@ def test_keygen_prints_a_fresh_64_hex_key(tmp_path: Path) -> None:
 
 
 def test_values_come_from_stdin_without_one_trailing_newline(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     ok(run_cli(["cred", "set", "a"], env, input="line one\nline two\n"))
     ok(run_cli(["cred", "set", "b"], env, input="windows\r\n"))
     empty = ok(run_cli(["cred", "set", "c"], env, input=""))
@@ -56,7 +62,7 @@ def test_values_come_from_stdin_without_one_trailing_newline(tmp_path: Path) -> 
 
 
 def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, "")), 2, "keygen")
     one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, key[:-2])), 2, "62 char")
     one_line_error(run_cli(["cred", "set", "no good"], cred_env(tmp_path, key)), 2, "valid")
@@ -79,11 +85,13 @@ def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_failed_checks_exit_1_with_one_line(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     one_line_error(run_cli(["cred", "get", "nope"], env), 1, "no credential 'nope'")
     ok(run_cli(["cred", "set", "a"], env, input="v"))
-    one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, new_key())), 1, "'a'.*tamper")
+    one_line_error(
+        run_cli(["cred", "get", "a"], cred_env(tmp_path, new_master_key())), 1, "'a'.*tamper"
+    )
     one_line_error(run_cli(["cred", "rollback", "a"], env), 1, "no previous value")
     (tmp_path / STORE).write_text("{broken")
     one_line_error(run_cli(["cred", "get", "a"], env), 1, "not valid JSON")
@@ -92,7 +100,7 @@ def test_failed_checks_exit_1_with_one_line(tmp_path: Path) -> None:
 
 
 def test_due_exits_1_when_a_credential_is_due(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     ok(run_cli(["cred", "set", "fresh"], env, input="v"))
     ok(run_cli(["cred", "set", "stale"], env, input="v"))
@@ -115,7 +123,7 @@ def test_due_exits_1_when_a_credential_is_due(tmp_path: Path) -> None:
 
 
 def test_log_verify_finds_an_edited_reordered_or_deleted_line(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     master = bytes.fromhex(key)
     rotator = Rotator(
@@ -137,7 +145,7 @@ def test_log_verify_finds_an_edited_reordered_or_deleted_line(tmp_path: Path) ->
 
 def test_no_secret_in_any_output_or_file(tmp_path: Path) -> None:
     """Every command, success and failure: only `cred get`'s stdout may carry a value."""
-    old, new = new_key(), new_key()
+    old, new = new_master_key(), new_master_key()
     fernet_key = Fernet.generate_key().decode()
     values = {name: f"canary-{name}-{secrets.token_hex(8)}" for name in ("a", "b", "c", "f")}
     rotated = f"canary-rotated-{secrets.token_hex(8)}"
@@ -194,7 +202,7 @@ def test_no_secret_in_any_output_or_file(tmp_path: Path) -> None:
 
 def test_the_prompt_does_not_echo_the_value(tmp_path: Path) -> None:
     """On a terminal the value is asked twice through getpass; it never appears on screen."""
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     secret = f"typed-{secrets.token_hex(6)}"
     pid, master = pty.fork()
     if pid == 0:  # the child: `mcp-warden cred set k` on a pseudo-terminal

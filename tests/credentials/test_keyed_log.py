@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 from mcp_warden.credentials.auditlog import GENESIS
-from tests.support.credentials import LOG, STORE, cred_env, new_key
-from tests.support.procs import run_cli
+from mcp_warden.demo.harness import run_cli
+from tests.support.credentials import LOG, STORE, cred_env, new_master_key
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -62,7 +62,7 @@ def legacy_log(path: Path, events: list[tuple[str, str]]) -> None:
 def test_a_forged_line_with_a_recomputed_sha256_chain_fails_verify_and_is_named(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     for name in "abc":
         ok(run_cli(["cred", "set", name], env, input="v"))
     ok(run_cli(["cred", "rotate", "a"], env, input="w"))
@@ -98,7 +98,7 @@ def test_a_forged_line_with_a_recomputed_sha256_chain_fails_verify_and_is_named(
 def test_log_verify_without_the_master_key_says_it_needs_mcp_encryption_key(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     ok(run_cli(["cred", "set", "a"], env, input="v"))
     failed(
         run_cli(["cred", "log", "--verify"], cred_env(tmp_path, "")),
@@ -110,7 +110,7 @@ def test_log_verify_without_the_master_key_says_it_needs_mcp_encryption_key(
 
 
 def test_after_rekey_the_log_verifies_under_the_new_key_only(tmp_path: Path) -> None:
-    old, new = new_key(), new_key()
+    old, new = new_master_key(), new_master_key()
     env = cred_env(tmp_path, old)
     ok(run_cli(["cred", "set", "a"], env, input="1"))
     ok(run_cli(["cred", "rotate", "a"], env, input="2"))
@@ -140,7 +140,7 @@ def test_after_rekey_the_log_verifies_under_the_new_key_only(tmp_path: Path) -> 
 
 
 def test_rekey_refuses_a_log_that_does_not_verify_and_changes_nothing(tmp_path: Path) -> None:
-    old = new_key()
+    old = new_master_key()
     env = cred_env(tmp_path, old)
     ok(run_cli(["cred", "set", "a"], env, input="1"))
     ok(run_cli(["cred", "set", "b"], env, input="2"))
@@ -149,7 +149,9 @@ def test_rekey_refuses_a_log_that_does_not_verify_and_changes_nothing(tmp_path: 
     write_lines(log, rechain([lines[0], lines[1].replace(b'"b"', b'"z"')]))
     store_before, log_before = (tmp_path / STORE).read_bytes(), log.read_bytes()
     failed(
-        run_cli(["cred", "rekey"], cred_env(tmp_path, old, MCP_NEW_ENCRYPTION_KEY=new_key())),
+        run_cli(
+            ["cred", "rekey"], cred_env(tmp_path, old, MCP_NEW_ENCRYPTION_KEY=new_master_key())
+        ),
         1,
         "line 2 ",
         "nothing was re-keyed",
@@ -162,7 +164,7 @@ def test_rekey_refuses_a_log_that_does_not_verify_and_changes_nothing(tmp_path: 
 def test_a_legacy_unkeyed_log_verifies_with_a_warning_and_the_next_change_keys_it(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     ok(run_cli(["cred", "set", "a"], env, input="1"))
     log = tmp_path / LOG
     legacy_log(log, [("a", "created"), ("a", "rotated"), ("b", "created")])
@@ -192,7 +194,7 @@ def test_a_legacy_unkeyed_log_verifies_with_a_warning_and_the_next_change_keys_i
 def test_a_symlink_at_the_rotation_log_is_refused_and_its_target_untouched(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     victim.chmod(0o640)
@@ -209,7 +211,7 @@ def test_a_symlink_at_the_rotation_log_is_refused_and_its_target_untouched(
 
 
 def test_symlinks_at_the_lock_and_previous_values_files_are_refused(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     ok(run_cli(["cred", "set", "a"], env, input="1"))
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
@@ -229,7 +231,7 @@ def test_symlinks_at_the_lock_and_previous_values_files_are_refused(tmp_path: Pa
 
 
 def test_a_loose_rotation_log_mode_is_warned_about(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     ok(run_cli(["cred", "set", "a"], env, input="1"))
     log = tmp_path / LOG
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
@@ -242,7 +244,7 @@ def test_a_loose_rotation_log_mode_is_warned_about(tmp_path: Path) -> None:
 
 
 def test_a_newline_in_user_cannot_forge_a_cred_log_line(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key(), MCP_ACTOR="")
+    env = cred_env(tmp_path, new_master_key(), MCP_ACTOR="")
     forged = "mallory\n2026-01-01 00:00:00Z  created       a  by admin@host"
     for variable in ("USER", "LOGNAME"):
         bad = {**env, "USER": "", "LOGNAME": "", variable: forged}
@@ -259,7 +261,7 @@ def test_a_newline_in_user_cannot_forge_a_cred_log_line(tmp_path: Path) -> None:
 
 
 def test_cred_log_escapes_control_characters_when_displaying(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     # A line whose actor and name carry control characters (an edited log, or one written by
     # an older version): the display must stay one line per event, whatever the file holds.
     record = {

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mcp_warden.demo.harness import tools_call
 from mcp_warden.tokens.revocation_redis import PREFIX
 from tests.support.replicas import (
     PROPAGATION_SECONDS,
@@ -29,7 +30,6 @@ from tests.support.replicas import (
     send,
     span,
 )
-from tests.support.server import tools_call
 
 CLIENTS = 16
 PAUSE = 0.01

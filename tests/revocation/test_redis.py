@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from mcp_warden.demo.harness import free_port
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import Denylist, RevocationStoreError, SyncedDenylist
 from mcp_warden.tokens.revocation_redis import PREFIX
 from mcp_warden.tokens.revocation_sync import Entries, Store
-from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, open_store, settings_for
-from tests.support.procs import free_port
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
+from tests.support.revocation import LEEWAY, MAX_TTL, open_store, settings_for
 
 Open = Callable[..., Denylist]
 
@@ -96,7 +97,7 @@ def test_writes_purge_expired_members(
     redis_server: RedisServer, client: redis.Redis, opened: Open, clock: FakeClock
 ) -> None:
     now = int(clock.now)
-    denylist = opened(settings_for(redis_server.url), clock=clock)
+    denylist = opened(settings_for(redis_server.url), clock=clock.time)
     for i in range(100):
         denylist.revoke_jti(f"j{i}", now + 10)
     denylist.revoke_sub("alice", now)

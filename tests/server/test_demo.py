@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.procs import cli_env, run_cli
+from mcp_warden.demo.harness import cli_env, run_cli
 
 
 def ports_in(output: str) -> list[int]:

@@ -13,9 +13,10 @@ import sys
 
 import pytest
 
+from mcp_warden.demo.harness import post, tools_call
 from mcp_warden.tokens.jws import MAX_TOKEN_CHARS, b64url_encode
 from mcp_warden.tokens.keys import KeyDir
-from tests.support.server import Deployment, Served, post, tools_call
+from tests.support.server import Deployment, Served
 from tests.support.tokens import forge
 
 DEPTH = 1000

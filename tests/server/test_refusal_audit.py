@@ -15,14 +15,8 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.support.server import (
-    LEGACY_VERSION,
-    Deployment,
-    Served,
-    audit_lines,
-    post,
-    tools_call,
-)
+from mcp_warden.demo.harness import LEGACY_VERSION, post, tools_call
+from tests.support.server import Deployment, Served, audit_lines
 
 SEARCH = {"query": "audited refusals"}
 MAX_BODY = 4 * 1024 * 1024

@@ -12,15 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from mcp_warden.demo.harness import post, tools_call, wait_for_line
 from tests.support.redis_server import RedisServer
-from tests.support.server import (
-    BANNER,
-    Deployment,
-    deployment,
-    post,
-    tools_call,
-    wait_for_line,
-)
+from tests.support.server import BANNER, Deployment, deployment
 
 SERVE = [sys.executable, "-m", "mcp_warden", "serve"]
 

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 from mcp_warden.cli import cli
 from mcp_warden.config import Settings
+from mcp_warden.demo.harness import cli_env, run_cli
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.revocation import MemoryDenylist, open_denylist
 from mcp_warden.tokens.revocation_sqlite import SqliteStore
-from tests.support.procs import cli_env, run_cli
 from tests.support.tokens import forge
 
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from mcp_warden.config import ScavioProfile
+from mcp_warden.demo.harness import Stub, stub_process
 from mcp_warden.server.tools.scavio import ScavioClient
-from tests.support.stub import Stub, new_key, stub_process
+from tests.support.stub import new_api_key
 from tests.tools.fakes import Sleeps
 
 
@@ -20,7 +21,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def api_key() -> str:
-    return new_key()
+    return new_api_key()
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
+from mcp_warden.demo.harness import Stub, free_port
+from mcp_warden.demo.stub import ECHOES
 from mcp_warden.server.tools.scavio import ScavioClient, ScavioError
-from mcp_warden.stub_upstream import ECHOES
-from tests.support.procs import free_port
-from tests.support.stub import Stub, key_runs
+from tests.support.stub import key_runs
 from tests.tools.fakes import Sleeps
 
 pytestmark = pytest.mark.anyio

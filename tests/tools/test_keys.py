@@ -11,6 +11,8 @@ import pytest
 
 from mcp_warden.config import Settings
 from mcp_warden.credentials.errors import CredentialNotFound, DecryptionFailed
+from mcp_warden.demo.harness import Stub, free_port
+from mcp_warden.demo.stub import key_id
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.server.tools.scavio import (
     ApiKeyCheckError,
@@ -18,9 +20,7 @@ from mcp_warden.server.tools.scavio import (
     ScavioError,
     check_api_key,
 )
-from mcp_warden.stub_upstream import key_id
-from tests.support.procs import free_port
-from tests.support.stub import Stub, new_key
+from tests.support.stub import new_api_key
 from tests.tools.fakes import Sleeps
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +58,7 @@ async def test_a_rotated_key_is_used_on_the_next_call(
     make_client: Callable[..., ScavioClient], stub: Stub, api_key: str
 ) -> None:
     store = Store(api_key)
-    rotated = new_key()
+    rotated = new_api_key()
     async with make_client(load_key=store.load) as client:
         await client.search(QUERY)
         stub.set_keys(api_key, rotated)  # the upstream accepts both during the rotation
@@ -188,7 +188,7 @@ async def test_neither_key_nor_query_reaches_logs_or_messages(
             with pytest.raises(ScavioError) as failed:
                 await client.search(QUERY)
             messages.append(str(failed.value))
-    stub.set_keys(new_key())
+    stub.set_keys(new_api_key())
     async with make_client() as client:
         with pytest.raises(ScavioError) as failed:
             await client.search(QUERY)
@@ -202,7 +202,7 @@ async def test_neither_key_nor_query_reaches_logs_or_messages(
 
 
 async def test_check_api_key_accepts_a_working_key(stub: Stub) -> None:
-    candidate = new_key()
+    candidate = new_api_key()
     stub.set_keys(candidate)
     await check_api_key(Settings(scavio_base_url=stub.url), candidate)
     assert stub.keys_used() == [key_id(candidate)]
@@ -211,7 +211,7 @@ async def test_check_api_key_accepts_a_working_key(stub: Stub) -> None:
 
 @pytest.mark.parametrize("profile", ["scavio-v2", "tutorial"])
 async def test_check_api_key_reports_a_rejected_key(stub: Stub, profile: str) -> None:
-    candidate = new_key()
+    candidate = new_api_key()
     settings = Settings(scavio_base_url=stub.url).with_overrides(scavio_profile=profile)
     with pytest.raises(ApiKeyCheckError) as refused:
         await check_api_key(settings, candidate)
@@ -224,7 +224,7 @@ async def test_check_api_key_reports_a_rejected_key(stub: Stub, profile: str) ->
 async def test_check_api_key_reports_an_unreachable_upstream(sleeps: Sleeps) -> None:
     settings = Settings(scavio_base_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ApiKeyCheckError, match="could not verify the new key with Scavio: could"):
-        await check_api_key(settings, new_key(), timeout=1.0, sleep=sleeps)
+        await check_api_key(settings, new_api_key(), timeout=1.0, sleep=sleeps)
     assert len(sleeps.waits) == 2
 
 

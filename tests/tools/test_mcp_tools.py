@@ -16,9 +16,10 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.demo.harness import Stub
 from mcp_warden.server.tools import ToolSpec, add_tools, all_tools
 from mcp_warden.server.tools.scavio import ScavioClient
-from tests.support.stub import Stub, key_runs
+from tests.support.stub import key_runs
 
 pytestmark = pytest.mark.anyio
 

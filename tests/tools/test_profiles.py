@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from mcp_warden.config import ScavioProfile, Settings
+from mcp_warden.demo.harness import Stub
+from mcp_warden.demo.stub import key_id
 from mcp_warden.server.tools.scavio import ScavioClient, ScavioError
-from mcp_warden.stub_upstream import key_id
-from tests.support.stub import Stub
 
 pytestmark = pytest.mark.anyio
 

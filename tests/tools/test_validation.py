@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from mcp_warden.config import Settings
+from mcp_warden.demo.harness import Stub
 from mcp_warden.errors import ConfigError
 from mcp_warden.server.tools.scavio import InvalidArgument, ScavioClient
-from tests.support.stub import Stub
 
 pytestmark = pytest.mark.anyio
 

@@ -31,9 +31,10 @@ Control endpoints for tests (no auth; the stub only ever binds 127.0.0.1):
                         careless upstream does: exact, upper, partial, split)
     POST /_stub/reset   clear the mode, the counters and the request log
 
-Run it with `python -m mcp_warden.stub_upstream --port 0 --keys-file F`: the
+Run it with `python -m mcp_warden.demo.stub --port 0 --keys-file F`: the
 first line on stdout is `listening on 127.0.0.1:PORT` (port 0 picks a free
-one). `StubServer` runs the same app in a thread of the calling process.
+one); `demo.harness.stub_process` does that and hands back a control object.
+`StubServer` runs the same app in a thread of the calling process.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-HOST = "127.0.0.1"
+from mcp_warden.demo.harness import HOST
+
 KEYS_ENV = "SCAVIO_STUB_KEYS"
 GOOGLE_PAGE = 10
 FAIL_STATUSES = frozenset({400, 401, 402, 403, 404, 429, 500, 502, 503, 504})
@@ -461,7 +463,7 @@ def env_keys(environ: Mapping[str, str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mcp_warden.stub_upstream",
+        prog="python -m mcp_warden.demo.stub",
         description="Offline Scavio-compatible upstream on 127.0.0.1 (tests and the demo).",
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
