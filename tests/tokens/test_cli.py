@@ -12,9 +12,8 @@ from click.testing import CliRunner
 from mcp_warden.cli import cli
 from mcp_warden.config import Settings
 from mcp_warden.demo.harness import cli_env, run_cli
-from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.keys import KeyDir
-from mcp_warden.tokens.revocation import MemoryDenylist, open_denylist
+from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.revocation_sqlite import SqliteStore
 from tests.support.tokens import forge
 
@@ -266,19 +265,7 @@ def test_revoke_sub_covers_iat_up_to_leeway_ahead_and_says_until_when(
     store.close()
 
 
-def _sqlite_backend_available(tmp_path: Path) -> bool:
-    try:
-        open_denylist(Settings(revocation_url=f"sqlite:///{tmp_path}/probe.db")).close()
-    except ConfigError as exc:
-        if "not supported yet" in str(exc):
-            return False
-        raise
-    return True
-
-
 def test_revocation_seen_by_another_process_sqlite(env: dict[str, str], tmp_path: Path) -> None:
-    if not _sqlite_backend_available(tmp_path):
-        pytest.skip("the sqlite denylist backend lands with issue 3 item 4 (another branch)")
     env = {**env, "MCP_REVOCATION_URL": f"sqlite:///{tmp_path}/revocations.db"}
     ok(["keys", "new"], env)
     token = mint(env)
