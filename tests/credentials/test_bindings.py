@@ -44,6 +44,7 @@ def read(path: Path) -> dict[str, object]:
     return files.read_object(path) or {}
 
 
+@pytest.mark.slow
 def test_an_envelope_copied_into_another_entry_is_refused_by_cred_get_and_verify(
     tmp_path: Path,
 ) -> None:
@@ -73,6 +74,7 @@ def test_an_envelope_copied_into_another_entry_is_refused_by_cred_get_and_verify
     assert "a (previous value)" not in ok(run_cli(["cred", "verify"], env)).stdout
 
 
+@pytest.mark.slow
 def test_an_old_value_copied_back_from_previous_is_refused(tmp_path: Path) -> None:
     env = cred_env(tmp_path, new_master_key())
     ok(run_cli(["cred", "set", "a"], env, input="old"))
@@ -88,6 +90,7 @@ def test_an_old_value_copied_back_from_previous_is_refused(tmp_path: Path) -> No
     assert ok(run_cli(["cred", "verify"], env)).stdout.count(": ok") == 2
 
 
+@pytest.mark.slow
 def test_rollback_refuses_a_previous_value_swapped_from_another_name(tmp_path: Path) -> None:
     env = cred_env(tmp_path, new_master_key())
     for name in "ab":
@@ -180,6 +183,7 @@ def test_rekey_rebinds_under_the_new_key_and_readers_with_both_keys_keep_loading
         CredentialStore(path, new).load("b")
 
 
+@pytest.mark.slow
 def test_the_server_refuses_a_swapped_key_before_calling_the_upstream(tmp_path: Path) -> None:
     with deployment(tmp_path) as lab:
         ok(lab.cli("cred", "set", "other_service_key", input="sk-other-service\n"))

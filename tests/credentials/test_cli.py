@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 
 from mcp_warden.credentials.auditlog import RotationLog
@@ -27,6 +28,8 @@ from tests.support.credentials import (
     new_master_key,
     tutorial_store_credential,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

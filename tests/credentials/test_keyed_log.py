@@ -8,9 +8,13 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from mcp_warden.credentials.auditlog import GENESIS
 from mcp_warden.demo.harness import run_cli
 from tests.support.credentials import LOG, STORE, cred_env, new_master_key
+
+pytestmark = pytest.mark.slow
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -13,6 +13,8 @@ from mcp_warden.demo.harness import run_cli
 from tests.support.credentials import STORE, cred_env, new_master_key
 from tests.support.procs import run_node
 
+pytestmark = pytest.mark.slow
+
 VALUES = {
     "scavio_api_key": "sk-live-0123456789abcdef",
     "accents": "clé secrète à Zürich, 鍵🔑 ключ",

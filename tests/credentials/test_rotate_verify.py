@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mcp_warden.demo.harness import run_cli, stub_process
 from mcp_warden.demo.stub import key_id
 from tests.support.credentials import LOG, cred_env, new_master_key
 from tests.support.stub import new_api_key
+
+pytestmark = pytest.mark.slow
 
 
 def test_rotate_verify_keeps_old_value_when_upstream_rejects(tmp_path: Path) -> None:

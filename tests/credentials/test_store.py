@@ -290,6 +290,7 @@ def test_load_keeps_no_plaintext(store: CredentialStore) -> None:
             assert marker not in obj  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_load_picks_up_a_rotation_by_another_process(tmp_path: Path, key: str) -> None:
     """A long-lived reader (the server) sees a CLI rotation on its next call, no restart."""
     env = cred_env(tmp_path, key)

@@ -16,6 +16,8 @@ from mcp_warden.demo.harness import call_http
 from tests.support.replicas import SEARCH, Call, Cluster, cluster, jti_and_exp, on_every_replica
 from tests.support.server import run
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:

@@ -22,12 +22,13 @@ from tests.support.replicas import Balancer, Call, cluster, drive
 from tests.support.server import CREDENTIAL
 from tests.support.stub import new_api_key
 
+pytestmark = pytest.mark.slow
+
 SEARCH_ENDPOINT = "/api/v2/google"  # what web_search calls (the --verify check calls usage)
 CLIENTS = 3
 PAUSE = 0.02  # each client's think time: keeps each stub's request log (1000 entries) whole
 
 
-@pytest.mark.slow
 def test_cred_rotate_under_load_fails_no_call_and_every_replica_switches_at_once(
     tmp_path: Path,
 ) -> None:

@@ -18,6 +18,9 @@ from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 from tests.support.revocation import open_store
 
+REDIS = pytest.param("redis", marks=pytest.mark.slow, id="redis")
+"""The Redis backend starts a redis-server for each test: slow."""
+
 
 @pytest.fixture
 def clock() -> FakeClock:
@@ -39,13 +42,13 @@ def _url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.url
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", REDIS])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of each shared backend in turn (redis-server started for the test)."""
     return _url(request, tmp_path)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", REDIS])
 def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of every backend in turn."""
     return _url(request, tmp_path)

@@ -12,6 +12,8 @@ from mcp_warden.config import Settings
 from mcp_warden.tokens.revocation import Denylist, SyncedDenylist
 from tests.support.revocation import peer, read_line, settings_for
 
+pytestmark = pytest.mark.slow
+
 Open = Callable[..., Denylist]
 
 

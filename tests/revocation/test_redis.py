@@ -17,6 +17,8 @@ from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 from tests.support.revocation import LEEWAY, MAX_TTL, open_store, settings_for
 
+pytestmark = pytest.mark.slow
+
 Open = Callable[..., Denylist]
 
 
@@ -76,7 +78,6 @@ def test_after_a_failed_read_a_stream_trimmed_past_the_cursor_means_a_reload(
         reader.close()
 
 
-@pytest.mark.slow
 def test_a_redis_that_stops_answering_for_a_while_costs_no_reload(
     redis_server: RedisServer, client: redis.Redis, opened: Open, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -173,7 +174,6 @@ def test_an_unreachable_redis_refuses_tokens_and_revocations(opened: Open) -> No
     assert denylist.is_revoked("jti-1", "alice", 0)  # this process applies it anyway
 
 
-@pytest.mark.slow
 def test_outage_keeps_known_revocations_then_fails_closed_then_recovers(
     redis_server: RedisServer, opened: Open
 ) -> None:

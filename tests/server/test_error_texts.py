@@ -15,6 +15,8 @@ from tests.support.credentials import new_master_key
 from tests.support.server import Deployment, run
 from tests.support.stub import key_runs
 
+pytestmark = pytest.mark.slow
+
 SERVE = [sys.executable, "-m", "mcp_warden", "serve"]
 SEARCH = {"query": "echo test"}
 UNAVAILABLE = (

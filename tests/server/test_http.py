@@ -20,7 +20,7 @@ from tests.support.server import Deployment, Served, audit_lines, run
 SEARCH = {"query": "mcp server security"}
 
 
-pytestmark = pytest.mark.usefixtures("fresh_stub")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_stub")]
 
 
 def test_tools_list_shows_only_the_tokens_tools(lab: Deployment, server: Served) -> None:

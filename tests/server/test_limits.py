@@ -26,7 +26,7 @@ MAX_BODY = 4 * 1024 * 1024  # the SDK's request body limit
 PROMPT = 5.0  # seconds: "at once", with room for a loaded machine
 SEARCH = {"query": "limits"}
 
-pytestmark = pytest.mark.usefixtures("fresh_stub")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_stub")]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from mcp_warden.tokens.keys import KeyDir
 from tests.support.server import Deployment, Served
 from tests.support.tokens import forge
 
+pytestmark = pytest.mark.slow
+
 DEPTH = 1000
 SIGNATURE = "A" * 86  # never looked at: the header is refused first
 

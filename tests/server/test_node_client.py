@@ -18,7 +18,7 @@ from tests.support.server import Deployment, Served
 SEARCH = {"name": "web_search", "arguments": {"query": "typescript client"}}
 
 
-pytestmark = pytest.mark.usefixtures("fresh_stub")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_stub")]
 
 
 def node_client(url: str, token: str | None, *calls: dict[str, Any]) -> dict[str, Any]:

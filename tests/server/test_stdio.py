@@ -20,7 +20,7 @@ SEARCH = {"query": "stdio transport"}
 SERVE_STDIO = ("serve", "--transport", "stdio")
 
 
-pytestmark = pytest.mark.usefixtures("fresh_stub")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_stub")]
 
 
 @contextlib.asynccontextmanager

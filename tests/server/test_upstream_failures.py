@@ -12,6 +12,8 @@ import pytest
 from mcp_warden.demo.harness import call_http
 from tests.support.server import Deployment, Served, audit_lines, deployment, run
 
+pytestmark = pytest.mark.slow
+
 SEARCH = {"query": "failure modes"}
 
 # stub mode -> (audit reason, words the client's error text holds)

@@ -65,8 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serving(server: RecordingServer) -> Iterator[RecordingServer]:
-    """Serve in a thread; always shut down and close."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    """Serve in a thread (polling for shutdown every 50 ms); always shut down and close."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield server

@@ -279,6 +279,7 @@ class TestUrl:
         assert str(failed.value).startswith("MCP_JWKS (a URL that does not parse) is not a valid")
         assert "55" not in str(failed.value)
 
+    @pytest.mark.slow
     def test_the_cli_prints_an_unreachable_jwks_url_without_its_secrets(
         self, tmp_path: Path
     ) -> None:

@@ -198,6 +198,7 @@ def keys_env(tmp_path: Path) -> dict[str, str]:
     return cli_env(MCP_KEYS_DIR=str(tmp_path / "keys"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("active", [False, True], ids=["published", "made_active"])
 def test_keys_new_refuses_a_planted_public_key_and_leaves_the_jwks_unchanged(
     tmp_path: Path, keys_env: dict[str, str], active: bool
@@ -219,6 +220,7 @@ def test_keys_new_refuses_a_planted_public_key_and_leaves_the_jwks_unchanged(
     assert len(list(keys_dir.glob("*.pem"))) == 1  # no new key was made either
 
 
+@pytest.mark.slow
 def test_keys_retire_refuses_to_republish_a_planted_key(
     tmp_path: Path, keys_env: dict[str, str]
 ) -> None:
@@ -245,6 +247,7 @@ def test_keys_new_refuses_a_state_entry_whose_pem_holds_another_key(keydir: KeyD
         keydir.new()
 
 
+@pytest.mark.slow
 def test_keys_new_works_again_once_the_planted_entry_is_gone(
     tmp_path: Path, keys_env: dict[str, str]
 ) -> None:

@@ -10,6 +10,8 @@ import pytest
 from mcp_warden.demo.harness import cli_env, run_cli
 from tests.support.procs import node_bin, run_node
 
+pytestmark = pytest.mark.slow
+
 AUDIENCE = "https://mcp.example/mcp"
 
 

@@ -18,6 +18,8 @@ from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.verifier import Verifier
 
+pytestmark = pytest.mark.slow
+
 REFRESH = 0.2
 
 

@@ -152,6 +152,7 @@ async def test_a_wait_longer_than_8_s_fails_at_once(
     assert sleeps.waits == []
 
 
+@pytest.mark.slow
 async def test_real_retry_after_of_one_second(
     make_client: Callable[..., ScavioClient], stub: Stub
 ) -> None:
@@ -166,6 +167,7 @@ async def test_real_retry_after_of_one_second(
     assert 1.0 <= elapsed < 3.0
 
 
+@pytest.mark.slow
 async def test_timeouts_are_retried_then_reported(
     make_client: Callable[..., ScavioClient], stub: Stub
 ) -> None:
@@ -181,6 +183,7 @@ async def test_timeouts_are_retried_then_reported(
         assert len((await client.search(QUERY))["results"]) == 5
 
 
+@pytest.mark.slow
 async def test_one_timeout_then_an_answer_succeeds(
     make_client: Callable[..., ScavioClient], stub: Stub
 ) -> None:

@@ -45,6 +45,7 @@ def run_stub(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.slow
 def test_refuses_to_start_without_keys() -> None:
     done = run_stub(["--port", "0"], cli_env())
     assert done.returncode == 2
@@ -54,6 +55,7 @@ def test_refuses_to_start_without_keys() -> None:
     assert done.stdout == ""
 
 
+@pytest.mark.slow
 def test_refuses_a_keys_file_others_can_read(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text(new_api_key() + "\n")
@@ -63,6 +65,7 @@ def test_refuses_a_keys_file_others_can_read(tmp_path: Path) -> None:
     assert f"the keys file {keys_file} must be mode 0600" in done.stderr
 
 
+@pytest.mark.slow
 def test_keys_from_the_environment(tmp_path: Path) -> None:
     first, second = new_api_key(), new_api_key()
     with stub_process(tmp_path, [first, second], via_env=True) as stub:
@@ -149,6 +152,7 @@ def test_bad_requests_get_400_with_a_reason(fresh: StubServer, thread_key: str) 
     ]
 
 
+@pytest.mark.slow
 def test_process_on_a_given_port_prints_it_first(tmp_path: Path) -> None:
     """The demo's way: a port chosen beforehand (harness.free_port), keys in a 0600 file."""
     keys_file, log, port = tmp_path / "keys", tmp_path / "stub.log", free_port()
