@@ -9,14 +9,13 @@ imported anything before it.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 from click.testing import CliRunner, Result
 
 from mcp_warden.cli import _SUBCOMMANDS, cli
-from mcp_warden.demo.harness import cli_env
+from mcp_warden.demo.harness import cli_env, run_process
 
 LOAD_EVERY_COMMAND = """
 import click
@@ -55,13 +54,6 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 @pytest.mark.slow
 def test_every_lazily_loaded_module_imports_in_a_fresh_process() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD_EVERY_COMMAND],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_process([sys.executable, "-c", LOAD_EVERY_COMMAND], cli_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"{name} {name}" for name in sorted(_SUBCOMMANDS)]

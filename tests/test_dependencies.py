@@ -20,7 +20,7 @@ def normalized(name: str) -> str:
 
 
 def imported_top_level_modules() -> set[str]:
-    modules = set()
+    modules: set[str] = set()
     for path in (REPO / "src").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):

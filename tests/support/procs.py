@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from mcp_warden.demo.harness import run_process
+
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "node"
 VECTORS = REPO / "tests" / "vectors"
@@ -39,16 +41,8 @@ def run_node(
     timeout: float = 60.0,
 ) -> subprocess.CompletedProcess[str]:
     """Run node/<script> with real Node; never raises on a non-zero exit."""
-    return subprocess.run(
-        [node_bin(), str(NODE_DIR / script), *args],
-        env=dict(env) if env is not None else None,
-        input=input if input is not None else "",
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=NODE_DIR,
-        check=False,
-    )
+    argv = [node_bin(), str(NODE_DIR / script), *args]
+    return run_process(argv, env, input=input, cwd=NODE_DIR, timeout=timeout)
 
 
 def vectors_dir() -> Path:

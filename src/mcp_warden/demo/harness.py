@@ -65,6 +65,28 @@ def cli_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, st
     return env
 
 
+def run_process(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    input: str | bytes | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run a process to its end, output captured as text; never raises on a non-zero exit."""
+    data = input.decode() if isinstance(input, bytes) else input
+    return subprocess.run(
+        list(argv),
+        env=dict(env) if env is not None else None,
+        input=data if data is not None else "",
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_cli(
     args: Sequence[str],
     env: Mapping[str, str],
@@ -74,17 +96,8 @@ def run_cli(
     timeout: float = 60.0,
 ) -> subprocess.CompletedProcess[str]:
     """Run `mcp-warden ARGS` as a real process; never raises on a non-zero exit."""
-    data = input.decode() if isinstance(input, bytes) else input
-    return subprocess.run(
-        [sys.executable, "-m", "mcp_warden", *args],
-        env=dict(env),
-        input=data if data is not None else "",
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
+    argv = [sys.executable, "-m", "mcp_warden", *args]
+    return run_process(argv, env, input=input, cwd=cwd, timeout=timeout)
 
 
 @contextlib.contextmanager
