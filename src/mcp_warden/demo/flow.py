@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import click
 
+from mcp_warden.config import Settings
 from mcp_warden.demo.harness import (
     background,
     call_http,
@@ -42,7 +43,7 @@ from mcp_warden.errors import WardenError
 from mcp_warden.tokens.jws import b64url_decode
 
 QUERY = "MCP server security best practices 2026"
-CREDENTIAL = "scavio_api_key"
+CREDENTIAL = Settings().scavio_credential  # the default name: the demo sets no MCP_ variable for it
 START = 30.0
 """Seconds the stub and the server get to start (a busy machine is slow)."""
 
