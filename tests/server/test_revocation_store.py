@@ -19,7 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import Deployment, Served, deployment, post, tools_call
+from mcp_warden.demo.harness import post, tools_call
+from tests.support.server import Deployment, Served, deployment
+
+pytestmark = pytest.mark.slow
 
 SEARCH = {"query": "revocation store"}
 WINDOW = 1.0  # MCP_REVOCATION_REFRESH_SECONDS (0.5 s) plus one read, as tests/server/test_http

@@ -27,7 +27,7 @@ _SUBCOMMANDS = {
     "keys": "mcp_warden.cli.tokens:keys",
     "token": "mcp_warden.cli.tokens:token",
     "serve": "mcp_warden.cli.serve:serve",
-    "demo": "mcp_warden.cli.demo:demo",
+    "demo": "mcp_warden.demo.flow:demo",
 }
 
 
