@@ -122,7 +122,7 @@ def test_every_backend_keeps_an_entry_to_the_same_last_second(
     """One expiry rule: a jti until exp + leeway, a sub until at + max_ttl + leeway, then gone,
     from this process's view and from the shared store alike."""
     now = int(clock.now)
-    denylist = opened(settings_for(any_url), clock=clock)
+    denylist = opened(settings_for(any_url), clock=clock.time)
     if kind == "jti":
         denylist.revoke_jti("leaked", now + 10)
         last = now + 10 + LEEWAY
