@@ -16,6 +16,7 @@ from mcp_warden.tokens.revocation.store import Entries, Store
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 from tests.support.revocation import LEEWAY, MAX_TTL, open_store, settings_for
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -27,16 +28,6 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis(port=redis_server.port, decode_responses=True)
     yield client
     client.close()
-
-
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until `check()` holds; fails the test after `timeout`."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.01)
-    return time.monotonic() - start
 
 
 @pytest.fixture
