@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,9 +38,9 @@ from bench.common import Figure
 from mcp_warden.config import Settings
 from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.demo.harness import background, cli_env, free_port, stub_process, wait_for_line
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.keys import KeyDir
-from tests.support.procs import free_port
 
 SECTION = "server over HTTP: tools/call web_search (stub upstream, raw JSON-RPC POSTs)"
 ROUNDS = 3
@@ -108,22 +106,8 @@ async def _measure(urls: dict[str, str], token: str) -> dict[tuple[str, int], tu
 @contextlib.contextmanager
 def _process(argv: list[str], env: dict[str, str], log: Path, ready: str) -> Iterator[str]:
     """Start a process, wait for its `ready` line (returning the rest of it), stop it after."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            lines = log.read_text(errors="replace").splitlines()
-            found = [line for line in lines if line.startswith(ready)]
-            if found:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[2:4]} did not start: {lines[-3:]}")
-            time.sleep(0.05)
-        yield found[0].removeprefix(ready)
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    with background(argv, env=env, log=log) as proc:
+        yield wait_for_line(log, proc, ready, 60.0).removeprefix(ready)
 
 
 def run() -> list[Figure]:
@@ -133,11 +117,7 @@ def run() -> list[Figure]:
         master = secrets.token_hex(32)
         KeyDir(root / "keys").new()
         CredentialStore(root / "creds.enc", parse_key(master)).set("scavio_api_key", api_key)
-        keys_file = root / "stub-keys"
-        keys_file.touch(0o600)
-        keys_file.write_text(api_key + "\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "SCAVIO_"))}
-        env.update(
+        env = cli_env(
             {
                 "MCP_ENCRYPTION_KEY": master,
                 "MCP_CREDENTIALS_FILE": str(root / "creds.enc"),
@@ -147,13 +127,8 @@ def run() -> list[Figure]:
                 "MCP_TOKEN_AUDIENCE": "http://127.0.0.1:8000/mcp",  # one audience for all three
             }
         )
-        stub = [sys.executable, "-m", "mcp_warden.stub_upstream", "--port", "0"]
-        address = stack.enter_context(
-            _process(
-                [*stub, "--keys-file", str(keys_file)], env, root / "stub.log", "listening on "
-            )
-        )
-        env["SCAVIO_BASE_URL"] = f"http://{address}"
+        stub = stack.enter_context(stub_process(root, [api_key]))
+        env["SCAVIO_BASE_URL"] = stub.url
         commands = {
             "auth off": [sys.executable, "-m", "bench.server", "noauth"],
             "auth on": [sys.executable, "-m", "mcp_warden", "serve", "--port"],

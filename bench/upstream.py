@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +26,7 @@ import httpx
 from bench.common import Figure
 from mcp_warden.credentials.envelope import generate_key, parse_key
 from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.demo.harness import stub_process
 from mcp_warden.scavio.client import ScavioClient
 
 CALLS = 300
@@ -83,20 +82,8 @@ def run() -> list[Figure]:
         store = CredentialStore(Path(tmp) / "mcp_credentials.enc", parse_key(generate_key()))
         store.set("scavio_api_key", key)
         threaded, inline = asyncio.run(_key_load(store, "scavio_api_key"))
-        keys_file = Path(tmp) / "keys"
-        keys_file.touch(0o600)
-        keys_file.write_text(key + "\n")
-        argv = [sys.executable, "-m", "mcp_warden.stub_upstream", "--port", "0"]
-        stub = subprocess.Popen(
-            [*argv, "--keys-file", str(keys_file)], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert stub.stdout is not None
-            address = stub.stdout.readline().strip().removeprefix("listening on ")
-            hardened, plain = asyncio.run(_measure(f"http://{address}", key))
-        finally:
-            stub.terminate()
-            stub.wait(10)
+        with stub_process(Path(tmp), [key]) as stub:
+            hardened, plain = asyncio.run(_measure(stub.url, key))
     return [
         Figure(
             "upstream client (stub on 127.0.0.1, sequential)",

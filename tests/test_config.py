@@ -146,11 +146,6 @@ def _named_literals(tree: ast.AST) -> Iterator[tuple[str, ast.Constant]]:
         yield from ((name, value) for name, value in named if isinstance(value, ast.Constant))
 
 
-# Repeats in modules that other items of issue 9 are moving (server/tools/scavio.py: item 4,
-# cli/demo.py: item 7): they take DEFAULTS there; then empty this set.
-PENDING = {("cli/demo.py", "CREDENTIAL")}
-
-
 def test_no_module_restates_a_default() -> None:
     """A default lives in config.py alone: no `leeway=30`, `max_ttl=86_400`, `TIMEOUT = 15.0`."""
     by_tail: dict[str, list[object]] = {}
@@ -177,4 +172,4 @@ def test_no_module_restates_a_default() -> None:
             for n in ast.walk(tree)
         ):
             repeats.add((where, str(DEFAULTS.token_max_ttl)))
-    assert repeats == PENDING
+    assert repeats == set()

@@ -19,12 +19,13 @@ from fastmcp.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 
 from mcp_warden.config import Settings
+from mcp_warden.demo.harness import LEGACY_VERSION
 from mcp_warden.errors import ConfigError
 from mcp_warden.fastmcp import WardenAuth, WardenMiddleware
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.grants import tool_refused_message
 from mcp_warden.warden import Warden
-from tests.support.server import LEGACY_VERSION, audit_lines, run
+from tests.support.server import audit_lines, run
 from tests.support.tokens import AUDIENCE, ISSUER, TokenLab
 
 

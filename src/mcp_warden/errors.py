@@ -16,7 +16,8 @@
     |   |-- InvalidArgument     scavio/errors.py: a tool argument out of range
     |   `-- ScavioToolError     server/tools/scavio.py: a ScavioError as the SDK's
     |                           ToolError, so a client sees it as a tool error
-    `-- DemoFailed              cli/demo.py: a demo step that did not do what it should
+    |-- DemoFailed              demo/flow.py: a demo step that did not do what it should
+    `-- NotReady                demo/harness.py: a process that stopped or stayed silent
 
 Each error carries the exit code the CLI uses for it, and `reason`: a stable
 word for machines (the audit line of a failed tool call, a refused token),

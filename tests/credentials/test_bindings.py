@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,23 +13,10 @@ from mcp_warden.credentials.auditlog import RotationLog
 from mcp_warden.credentials.errors import BindingMismatch
 from mcp_warden.credentials.rotation import Rotator
 from mcp_warden.credentials.store import CredentialStore, previous_path, rekey_journal
-from tests.support.credentials import LOG, STORE, cred_env, new_key
-from tests.support.procs import run_cli
-from tests.support.server import CREDENTIAL, deployment, post, tools_call
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def failed(result: subprocess.CompletedProcess[str], code: int, *parts: str) -> str:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]
+from mcp_warden.demo.harness import post, run_cli, tools_call
+from tests.support.cli import error_line, succeeded
+from tests.support.credentials import LOG, STORE, cred_env, new_master_key
+from tests.support.server import CREDENTIAL, deployment
 
 
 def edit(path: Path, **changes: object) -> None:
@@ -44,66 +30,69 @@ def read(path: Path) -> dict[str, object]:
     return files.read_object(path) or {}
 
 
+@pytest.mark.slow
 def test_an_envelope_copied_into_another_entry_is_refused_by_cred_get_and_verify(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
-    ok(run_cli(["cred", "set", "a"], env, input="alpha"))
-    ok(run_cli(["cred", "set", "b"], env, input="bravo"))
+    env = cred_env(tmp_path, new_master_key())
+    succeeded(run_cli(["cred", "set", "a"], env, input="alpha"))
+    succeeded(run_cli(["cred", "set", "b"], env, input="bravo"))
     store = tmp_path / STORE
     edit(store, a=read(store)["b"])
 
-    error = failed(run_cli(["cred", "get", "a"], env), 1, "'a'", "value of credential 'b'")
+    error = error_line(run_cli(["cred", "get", "a"], env), 1, "'a'", "value of credential 'b'")
     assert "mcp-warden cred set a" in error
     assert "bravo" not in error
-    assert ok(run_cli(["cred", "get", "b"], env)).stdout == "bravo\n"
+    assert succeeded(run_cli(["cred", "get", "b"], env)).stdout == "bravo\n"
     verify = run_cli(["cred", "verify"], env)
     assert verify.returncode == 1, verify.stderr
     assert "a: SWAPPED: holds the value of credential 'b'" in verify.stdout
     assert "b: ok" in verify.stdout
 
     # A write elsewhere keeps the mismatch (it is never bound by accident) ...
-    ok(run_cli(["cred", "set", "c"], env, input="charlie"))
-    failed(run_cli(["cred", "get", "a"], env), 1, "value of credential 'b'")
+    succeeded(run_cli(["cred", "set", "c"], env, input="charlie"))
+    error_line(run_cli(["cred", "get", "a"], env), 1, "value of credential 'b'")
     assert run_cli(["cred", "verify", "--bind"], env).returncode == 1
-    failed(run_cli(["cred", "get", "a"], env), 1, "value of credential 'b'")
+    error_line(run_cli(["cred", "get", "a"], env), 1, "value of credential 'b'")
     # ... and setting the entry again is the fix.
-    ok(run_cli(["cred", "set", "a"], env, input="alpha2"))
-    assert ok(run_cli(["cred", "get", "a"], env)).stdout == "alpha2\n"
-    assert "a (previous value)" not in ok(run_cli(["cred", "verify"], env)).stdout
+    succeeded(run_cli(["cred", "set", "a"], env, input="alpha2"))
+    assert succeeded(run_cli(["cred", "get", "a"], env)).stdout == "alpha2\n"
+    assert "a (previous value)" not in succeeded(run_cli(["cred", "verify"], env)).stdout
 
 
+@pytest.mark.slow
 def test_an_old_value_copied_back_from_previous_is_refused(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
-    ok(run_cli(["cred", "set", "a"], env, input="old"))
-    ok(run_cli(["cred", "rotate", "a"], env, input="new"))
+    env = cred_env(tmp_path, new_master_key())
+    succeeded(run_cli(["cred", "set", "a"], env, input="old"))
+    succeeded(run_cli(["cred", "rotate", "a"], env, input="new"))
     store = tmp_path / STORE
     edit(store, a=read(previous_path(store))["a"])
-    failed(run_cli(["cred", "get", "a"], env), 1, "'a'", "the previous value of 'a'")
+    error_line(run_cli(["cred", "get", "a"], env), 1, "'a'", "the previous value of 'a'")
     # The operator's way back to an old value is a logged rollback; setting `a` again does
     # not keep the copied envelope as a previous value.
-    ok(run_cli(["cred", "set", "a"], env, input="newer"))
-    ok(run_cli(["cred", "rollback", "a"], env))
-    assert ok(run_cli(["cred", "get", "a"], env)).stdout == "old\n"
-    assert ok(run_cli(["cred", "verify"], env)).stdout.count(": ok") == 2
+    succeeded(run_cli(["cred", "set", "a"], env, input="newer"))
+    succeeded(run_cli(["cred", "rollback", "a"], env))
+    assert succeeded(run_cli(["cred", "get", "a"], env)).stdout == "old\n"
+    assert succeeded(run_cli(["cred", "verify"], env)).stdout.count(": ok") == 2
 
 
+@pytest.mark.slow
 def test_rollback_refuses_a_previous_value_swapped_from_another_name(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     for name in "ab":
-        ok(run_cli(["cred", "set", name], env, input=f"{name}1"))
-        ok(run_cli(["cred", "rotate", name], env, input=f"{name}2"))
+        succeeded(run_cli(["cred", "set", name], env, input=f"{name}1"))
+        succeeded(run_cli(["cred", "rotate", name], env, input=f"{name}2"))
     store = tmp_path / STORE
     edit(previous_path(store), a=read(previous_path(store))["b"])
     before = store.read_bytes()
-    failed(run_cli(["cred", "rollback", "a"], env), 1, "previous value of 'a'", "nothing was")
+    error_line(run_cli(["cred", "rollback", "a"], env), 1, "previous value of 'a'", "nothing was")
     assert store.read_bytes() == before
 
 
 def test_load_refuses_a_swapped_entry_and_checks_it_once_per_store_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = bytes.fromhex(new_key())
+    key = bytes.fromhex(new_master_key())
     writer = CredentialStore(tmp_path / STORE, key)
     writer.set("a", "alpha")
     writer.set("b", "bravo")
@@ -137,7 +126,7 @@ def test_rekey_rebinds_under_the_new_key_and_readers_with_both_keys_keep_loading
     caplog: pytest.LogCaptureFixture,
     crash_after: int,
 ) -> None:
-    old, new = bytes.fromhex(new_key()), bytes.fromhex(new_key())
+    old, new = bytes.fromhex(new_master_key()), bytes.fromhex(new_master_key())
     path = tmp_path / STORE
     rotator = Rotator(CredentialStore(path, old), RotationLog(tmp_path / LOG, "t", key=old))
     rotator.set("a", "a1")
@@ -180,9 +169,10 @@ def test_rekey_rebinds_under_the_new_key_and_readers_with_both_keys_keep_loading
         CredentialStore(path, new).load("b")
 
 
+@pytest.mark.slow
 def test_the_server_refuses_a_swapped_key_before_calling_the_upstream(tmp_path: Path) -> None:
     with deployment(tmp_path) as lab:
-        ok(lab.cli("cred", "set", "other_service_key", input="sk-other-service\n"))
+        succeeded(lab.cli("cred", "set", "other_service_key", input="sk-other-service\n"))
         store = tmp_path / "mcp_credentials.enc"
         edit(store, **{CREDENTIAL: read(store)["other_service_key"]})
         token = lab.mint(["web_search"])

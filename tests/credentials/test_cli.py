@@ -14,49 +14,50 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 
 from mcp_warden.credentials.auditlog import RotationLog
 from mcp_warden.credentials.rotation import Rotator
 from mcp_warden.credentials.store import CredentialStore
-from tests.support.credentials import LOG, STORE, cred_env, new_key, tutorial_store_credential
-from tests.support.procs import run_cli
+from mcp_warden.demo.harness import run_cli
+from tests.support.cli import error_line, succeeded
+from tests.support.credentials import (
+    LOG,
+    STORE,
+    cred_env,
+    new_master_key,
+    tutorial_store_credential,
+)
 
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    return result
+pytestmark = pytest.mark.slow
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], code: int, pattern: str) -> None:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mcp-warden: ")
-    assert re.search(pattern, lines[0]), lines[0]
-    assert "Traceback" not in result.stderr
+    line = error_line(result, code)
+    assert re.search(pattern, line), line
 
 
 def test_keygen_prints_a_fresh_64_hex_key(tmp_path: Path) -> None:
-    first = ok(run_cli(["keygen"], cred_env(tmp_path, "")))
-    second = ok(run_cli(["keygen"], cred_env(tmp_path, "")))
+    first = succeeded(run_cli(["keygen"], cred_env(tmp_path, "")))
+    second = succeeded(run_cli(["keygen"], cred_env(tmp_path, "")))
     assert re.fullmatch(r"[0-9a-f]{64}\n", first.stdout)
     assert first.stdout != second.stdout
 
 
 def test_values_come_from_stdin_without_one_trailing_newline(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
-    ok(run_cli(["cred", "set", "a"], env, input="line one\nline two\n"))
-    ok(run_cli(["cred", "set", "b"], env, input="windows\r\n"))
-    empty = ok(run_cli(["cred", "set", "c"], env, input=""))
+    env = cred_env(tmp_path, new_master_key())
+    succeeded(run_cli(["cred", "set", "a"], env, input="line one\nline two\n"))
+    succeeded(run_cli(["cred", "set", "b"], env, input="windows\r\n"))
+    empty = succeeded(run_cli(["cred", "set", "c"], env, input=""))
     assert "empty" in empty.stderr
-    assert ok(run_cli(["cred", "get", "a"], env)).stdout == "line one\nline two\n"
-    assert ok(run_cli(["cred", "get", "b"], env)).stdout == "windows\n"
-    assert ok(run_cli(["cred", "get", "c"], env)).stdout == "\n"
+    assert succeeded(run_cli(["cred", "get", "a"], env)).stdout == "line one\nline two\n"
+    assert succeeded(run_cli(["cred", "get", "b"], env)).stdout == "windows\n"
+    assert succeeded(run_cli(["cred", "get", "c"], env)).stdout == "\n"
 
 
 def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, "")), 2, "keygen")
     one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, key[:-2])), 2, "62 char")
     one_line_error(run_cli(["cred", "set", "no good"], cred_env(tmp_path, key)), 2, "valid")
@@ -79,11 +80,13 @@ def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_failed_checks_exit_1_with_one_line(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     one_line_error(run_cli(["cred", "get", "nope"], env), 1, "no credential 'nope'")
-    ok(run_cli(["cred", "set", "a"], env, input="v"))
-    one_line_error(run_cli(["cred", "get", "a"], cred_env(tmp_path, new_key())), 1, "'a'.*tamper")
+    succeeded(run_cli(["cred", "set", "a"], env, input="v"))
+    one_line_error(
+        run_cli(["cred", "get", "a"], cred_env(tmp_path, new_master_key())), 1, "'a'.*tamper"
+    )
     one_line_error(run_cli(["cred", "rollback", "a"], env), 1, "no previous value")
     (tmp_path / STORE).write_text("{broken")
     one_line_error(run_cli(["cred", "get", "a"], env), 1, "not valid JSON")
@@ -92,11 +95,11 @@ def test_failed_checks_exit_1_with_one_line(tmp_path: Path) -> None:
 
 
 def test_due_exits_1_when_a_credential_is_due(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
-    ok(run_cli(["cred", "set", "fresh"], env, input="v"))
-    ok(run_cli(["cred", "set", "stale"], env, input="v"))
-    assert "no credential is due" in ok(run_cli(["cred", "due"], env)).stdout
+    succeeded(run_cli(["cred", "set", "fresh"], env, input="v"))
+    succeeded(run_cli(["cred", "set", "stale"], env, input="v"))
+    assert "no credential is due" in succeeded(run_cli(["cred", "due"], env)).stdout
     # the log says "stale" was last set 40 days ago
     long_ago = datetime.now(UTC) - timedelta(days=40)
     (tmp_path / LOG).unlink()
@@ -108,14 +111,14 @@ def test_due_exits_1_when_a_credential_is_due(tmp_path: Path) -> None:
     due = run_cli(["cred", "due"], env)
     assert due.returncode == 1
     assert due.stdout.splitlines() == ["stale: due (age 40 d, max 30 d)"]
-    assert ok(run_cli(["cred", "due", "--max-age-days", "41"], env)).stdout.startswith("no ")
-    listing = ok(run_cli(["cred", "list"], env)).stdout.splitlines()
+    assert succeeded(run_cli(["cred", "due", "--max-age-days", "41"], env)).stdout.startswith("no ")
+    listing = succeeded(run_cli(["cred", "list"], env)).stdout.splitlines()
     assert re.fullmatch(r"fresh\s+0 d\s+no", listing[1])
     assert re.fullmatch(r"stale\s+40 d\s+yes", listing[2])
 
 
 def test_log_verify_finds_an_edited_reordered_or_deleted_line(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     master = bytes.fromhex(key)
     rotator = Rotator(
@@ -123,7 +126,7 @@ def test_log_verify_finds_an_edited_reordered_or_deleted_line(tmp_path: Path) ->
     )
     for name in "abcd":
         rotator.set(name, "v")
-    assert "4 lines verified" in ok(run_cli(["cred", "log", "--verify"], env)).stdout
+    assert "4 lines verified" in succeeded(run_cli(["cred", "log", "--verify"], env)).stdout
     log = tmp_path / LOG
     good = log.read_bytes().splitlines(keepends=True)
     edited = [good[0], good[1].replace(b'"b"', b'"z"'), *good[2:]]
@@ -137,7 +140,7 @@ def test_log_verify_finds_an_edited_reordered_or_deleted_line(tmp_path: Path) ->
 
 def test_no_secret_in_any_output_or_file(tmp_path: Path) -> None:
     """Every command, success and failure: only `cred get`'s stdout may carry a value."""
-    old, new = new_key(), new_key()
+    old, new = new_master_key(), new_master_key()
     fernet_key = Fernet.generate_key().decode()
     values = {name: f"canary-{name}-{secrets.token_hex(8)}" for name in ("a", "b", "c", "f")}
     rotated = f"canary-rotated-{secrets.token_hex(8)}"
@@ -194,7 +197,7 @@ def test_no_secret_in_any_output_or_file(tmp_path: Path) -> None:
 
 def test_the_prompt_does_not_echo_the_value(tmp_path: Path) -> None:
     """On a terminal the value is asked twice through getpass; it never appears on screen."""
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     secret = f"typed-{secrets.token_hex(6)}"
     pid, master = pty.fork()
     if pid == 0:  # the child: `mcp-warden cred set k` on a pseudo-terminal
@@ -212,7 +215,7 @@ def test_the_prompt_does_not_echo_the_value(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0, screen
     assert b"value of k" in screen
     assert secret.encode() not in screen
-    assert ok(run_cli(["cred", "get", "k"], env)).stdout == secret + "\n"
+    assert succeeded(run_cli(["cred", "get", "k"], env)).stdout == secret + "\n"
 
 
 def _read_until(fd: int, marker: bytes, timeout: float = 20.0) -> bytes:

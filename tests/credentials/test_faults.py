@@ -23,8 +23,9 @@ from mcp_warden.credentials.bindings import bindings_path
 from mcp_warden.credentials.envelope import Envelope, cipher
 from mcp_warden.credentials.errors import DecryptionFailed
 from mcp_warden.credentials.store import CredentialStore, previous_path
-from tests.support.credentials import LOG, STORE, cred_env, new_key
-from tests.support.procs import REPO, stop
+from mcp_warden.demo.harness import stop
+from tests.support.credentials import LOG, STORE, cred_env, new_master_key
+from tests.support.procs import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ WORKERS = [sys.executable, "-m", "tests.credentials.workers"]
 
 
 def test_eight_processes_times_fifty_sets_lose_nothing(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     procs = [
         subprocess.Popen([*WORKERS, "sets", f"p{i}", "50"], env=env, cwd=REPO) for i in range(8)
@@ -55,7 +56,7 @@ def test_readers_never_see_a_rotation_as_a_swapped_or_unbound_entry(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A server's `load` runs without the lock while writers rotate: no false alarm, ever."""
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     store = CredentialStore(tmp_path / STORE, bytes.fromhex(key))
     procs = [
@@ -140,7 +141,7 @@ def _check(
 def test_sigkill_during_set_rotate_and_rekey_never_loses_committed_entries(
     tmp_path: Path,
 ) -> None:
-    a, b = new_key(), new_key()
+    a, b = new_master_key(), new_master_key()
     keys = [bytes.fromhex(a), bytes.fromhex(b)]
     env = cred_env(tmp_path, a, CHAOS_KEY_A=a, CHAOS_KEY_B=b)
     seed = secrets.randbits(32)

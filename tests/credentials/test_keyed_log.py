@@ -5,28 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-import subprocess
 from pathlib import Path
 
+import pytest
+
 from mcp_warden.credentials.auditlog import GENESIS
-from tests.support.credentials import LOG, STORE, cred_env, new_key
-from tests.support.procs import run_cli
+from mcp_warden.demo.harness import run_cli
+from tests.support.cli import error_line, succeeded
+from tests.support.credentials import LOG, STORE, cred_env, new_master_key
 
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def failed(result: subprocess.CompletedProcess[str], code: int, *parts: str) -> str:
-    """The one error line of a failed command, checked for `parts`."""
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mcp-warden: "), lines[0]
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]
+pytestmark = pytest.mark.slow
 
 
 def rechain(lines: list[bytes]) -> list[bytes]:
@@ -62,10 +50,10 @@ def legacy_log(path: Path, events: list[tuple[str, str]]) -> None:
 def test_a_forged_line_with_a_recomputed_sha256_chain_fails_verify_and_is_named(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     for name in "abc":
-        ok(run_cli(["cred", "set", name], env, input="v"))
-    ok(run_cli(["cred", "rotate", "a"], env, input="w"))
+        succeeded(run_cli(["cred", "set", name], env, input="v"))
+    succeeded(run_cli(["cred", "rotate", "a"], env, input="w"))
     log = tmp_path / LOG
     good = log.read_bytes().splitlines()
     assert len(good) == 4
@@ -74,7 +62,7 @@ def test_a_forged_line_with_a_recomputed_sha256_chain_fails_verify_and_is_named(
     edited = list(good)
     edited[1] = edited[1].replace(b'"actor":"tester@ci"', b'"actor":"someone-else"')
     write_lines(log, rechain(edited))
-    failed(run_cli(["cred", "log", "--verify"], env), 1, "line 2 ", "does not authenticate")
+    error_line(run_cli(["cred", "log", "--verify"], env), 1, "line 2 ", "does not authenticate")
 
     # Drop the MACs from line 2 on (a keyless rewrite of the tail) and recompute the chain.
     stripped = [good[0]] + [
@@ -82,7 +70,7 @@ def test_a_forged_line_with_a_recomputed_sha256_chain_fails_verify_and_is_named(
         for line in edited[1:]
     ]
     write_lines(log, rechain(stripped))
-    failed(
+    error_line(
         run_cli(["cred", "log", "--verify"], env),
         1,
         "line 2 ",
@@ -90,7 +78,7 @@ def test_a_forged_line_with_a_recomputed_sha256_chain_fails_verify_and_is_named(
     )
 
     write_lines(log, good)
-    verified = ok(run_cli(["cred", "log", "--verify"], env))
+    verified = succeeded(run_cli(["cred", "log", "--verify"], env))
     assert "4 lines verified (4 keyed)" in verified.stdout
     assert verified.stderr == ""
 
@@ -98,25 +86,25 @@ def test_a_forged_line_with_a_recomputed_sha256_chain_fails_verify_and_is_named(
 def test_log_verify_without_the_master_key_says_it_needs_mcp_encryption_key(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
-    ok(run_cli(["cred", "set", "a"], env, input="v"))
-    failed(
+    env = cred_env(tmp_path, new_master_key())
+    succeeded(run_cli(["cred", "set", "a"], env, input="v"))
+    error_line(
         run_cli(["cred", "log", "--verify"], cred_env(tmp_path, "")),
         2,
         "needs MCP_ENCRYPTION_KEY",
     )
     # Reading the log for display needs no key.
-    assert "created" in ok(run_cli(["cred", "log"], cred_env(tmp_path, ""))).stdout
+    assert "created" in succeeded(run_cli(["cred", "log"], cred_env(tmp_path, ""))).stdout
 
 
 def test_after_rekey_the_log_verifies_under_the_new_key_only(tmp_path: Path) -> None:
-    old, new = new_key(), new_key()
+    old, new = new_master_key(), new_master_key()
     env = cred_env(tmp_path, old)
-    ok(run_cli(["cred", "set", "a"], env, input="1"))
-    ok(run_cli(["cred", "rotate", "a"], env, input="2"))
-    ok(run_cli(["cred", "set", "b"], env, input="3"))
+    succeeded(run_cli(["cred", "set", "a"], env, input="1"))
+    succeeded(run_cli(["cred", "rotate", "a"], env, input="2"))
+    succeeded(run_cli(["cred", "set", "b"], env, input="3"))
     before = (tmp_path / LOG).read_bytes().splitlines()
-    ok(run_cli(["cred", "rekey"], cred_env(tmp_path, old, MCP_NEW_ENCRYPTION_KEY=new)))
+    succeeded(run_cli(["cred", "rekey"], cred_env(tmp_path, old, MCP_NEW_ENCRYPTION_KEY=new)))
 
     after = (tmp_path / LOG).read_bytes().splitlines()
     assert len(after) == len(before) + 2  # one `rekeyed` line per credential
@@ -125,31 +113,33 @@ def test_after_rekey_the_log_verifies_under_the_new_key_only(tmp_path: Path) -> 
             k: v for k, v in json.loads(now).items() if k not in ("prev", "mac")
         }
         assert json.loads(was)["mac"] != json.loads(now)["mac"]
-    verified = ok(run_cli(["cred", "log", "--verify"], cred_env(tmp_path, new)))
+    verified = succeeded(run_cli(["cred", "log", "--verify"], cred_env(tmp_path, new)))
     assert "5 lines verified (5 keyed)" in verified.stdout
-    failed(
+    error_line(
         run_cli(["cred", "log", "--verify"], cred_env(tmp_path, old)),
         1,
         "line 1 ",
         "does not authenticate under MCP_ENCRYPTION_KEY",
     )
     # The new key extends it; the old one can no longer add a line.
-    ok(run_cli(["cred", "set", "c"], cred_env(tmp_path, new), input="4"))
-    verified = ok(run_cli(["cred", "log", "--verify"], cred_env(tmp_path, new)))
+    succeeded(run_cli(["cred", "set", "c"], cred_env(tmp_path, new), input="4"))
+    verified = succeeded(run_cli(["cred", "log", "--verify"], cred_env(tmp_path, new)))
     assert "6 lines verified (6 keyed)" in verified.stdout
 
 
 def test_rekey_refuses_a_log_that_does_not_verify_and_changes_nothing(tmp_path: Path) -> None:
-    old = new_key()
+    old = new_master_key()
     env = cred_env(tmp_path, old)
-    ok(run_cli(["cred", "set", "a"], env, input="1"))
-    ok(run_cli(["cred", "set", "b"], env, input="2"))
+    succeeded(run_cli(["cred", "set", "a"], env, input="1"))
+    succeeded(run_cli(["cred", "set", "b"], env, input="2"))
     log = tmp_path / LOG
     lines = log.read_bytes().splitlines()
     write_lines(log, rechain([lines[0], lines[1].replace(b'"b"', b'"z"')]))
     store_before, log_before = (tmp_path / STORE).read_bytes(), log.read_bytes()
-    failed(
-        run_cli(["cred", "rekey"], cred_env(tmp_path, old, MCP_NEW_ENCRYPTION_KEY=new_key())),
+    error_line(
+        run_cli(
+            ["cred", "rekey"], cred_env(tmp_path, old, MCP_NEW_ENCRYPTION_KEY=new_master_key())
+        ),
         1,
         "line 2 ",
         "nothing was re-keyed",
@@ -162,22 +152,22 @@ def test_rekey_refuses_a_log_that_does_not_verify_and_changes_nothing(tmp_path: 
 def test_a_legacy_unkeyed_log_verifies_with_a_warning_and_the_next_change_keys_it(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
-    ok(run_cli(["cred", "set", "a"], env, input="1"))
+    env = cred_env(tmp_path, new_master_key())
+    succeeded(run_cli(["cred", "set", "a"], env, input="1"))
     log = tmp_path / LOG
     legacy_log(log, [("a", "created"), ("a", "rotated"), ("b", "created")])
 
-    legacy = ok(run_cli(["cred", "log", "--verify"], env))
+    legacy = succeeded(run_cli(["cred", "log", "--verify"], env))
     assert "3 lines verified (0 keyed)" in legacy.stdout
     assert legacy.stderr.startswith("mcp-warden: warning: no line of ")
     assert "is keyed" in legacy.stderr
 
-    ok(run_cli(["cred", "rotate", "a"], env, input="2"))  # the first keyed line
+    succeeded(run_cli(["cred", "rotate", "a"], env, input="2"))  # the first keyed line
     lines = log.read_bytes().splitlines()
     assert len(lines) == 4
     assert "mac" in json.loads(lines[3])
     assert json.loads(lines[3])["prev"] == hashlib.sha256(lines[2]).hexdigest()
-    migrated = ok(run_cli(["cred", "log", "--verify"], env))
+    migrated = succeeded(run_cli(["cred", "log", "--verify"], env))
     assert "4 lines verified (1 keyed)" in migrated.stdout
     assert "lines 1-3 " in migrated.stderr
     assert "predate the keyed log" in migrated.stderr
@@ -186,19 +176,19 @@ def test_a_legacy_unkeyed_log_verifies_with_a_warning_and_the_next_change_keys_i
     forged = list(lines)
     forged[0] = forged[0].replace(b"ops@old-host", b"nobody@nowhere")
     write_lines(log, [*rechain(forged[:3]), *rechain(forged)[3:]])
-    failed(run_cli(["cred", "log", "--verify"], env), 1, "line 4 ", "does not authenticate")
+    error_line(run_cli(["cred", "log", "--verify"], env), 1, "line 4 ", "does not authenticate")
 
 
 def test_a_symlink_at_the_rotation_log_is_refused_and_its_target_untouched(
     tmp_path: Path,
 ) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     victim.chmod(0o640)
     (tmp_path / LOG).symlink_to(victim)
     for args in (["cred", "set", "a"], ["cred", "log"], ["cred", "log", "--verify"]):
-        failed(
+        error_line(
             run_cli(args, env, input="v"),
             2,
             f"the rotation log {tmp_path / LOG} is a symbolic link",
@@ -209,44 +199,44 @@ def test_a_symlink_at_the_rotation_log_is_refused_and_its_target_untouched(
 
 
 def test_symlinks_at_the_lock_and_previous_values_files_are_refused(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
-    ok(run_cli(["cred", "set", "a"], env, input="1"))
+    env = cred_env(tmp_path, new_master_key())
+    succeeded(run_cli(["cred", "set", "a"], env, input="1"))
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
 
     previous = tmp_path / (STORE + ".previous")
     previous.symlink_to(victim)
-    failed(run_cli(["cred", "rotate", "a"], env, input="2"), 2, "is a symbolic link")
+    error_line(run_cli(["cred", "rotate", "a"], env, input="2"), 2, "is a symbolic link")
     assert previous.is_symlink()
     previous.unlink()
 
     lock = tmp_path / (STORE + ".lock")
     lock.unlink()
     lock.symlink_to(victim)
-    failed(run_cli(["cred", "rotate", "a"], env, input="2"), 2, "lock file", "symbolic link")
+    error_line(run_cli(["cred", "rotate", "a"], env, input="2"), 2, "lock file", "symbolic link")
     assert victim.read_text() == "precious\n"
-    assert ok(run_cli(["cred", "get", "a"], env)).stdout == "1\n"
+    assert succeeded(run_cli(["cred", "get", "a"], env)).stdout == "1\n"
 
 
 def test_a_loose_rotation_log_mode_is_warned_about(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
-    ok(run_cli(["cred", "set", "a"], env, input="1"))
+    env = cred_env(tmp_path, new_master_key())
+    succeeded(run_cli(["cred", "set", "a"], env, input="1"))
     log = tmp_path / LOG
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     log.chmod(0o644)
     for args in (["cred", "set", "b"], ["cred", "log"]):
-        result = ok(run_cli(args, env, input="2"))
+        result = succeeded(run_cli(args, env, input="2"))
         assert f"{log} is accessible to group or others (mode 644)" in result.stderr
         assert f"chmod 600 {log}" in result.stderr
     assert stat.S_IMODE(log.stat().st_mode) == 0o644  # warned, not silently changed
 
 
 def test_a_newline_in_user_cannot_forge_a_cred_log_line(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key(), MCP_ACTOR="")
+    env = cred_env(tmp_path, new_master_key(), MCP_ACTOR="")
     forged = "mallory\n2026-01-01 00:00:00Z  created       a  by admin@host"
     for variable in ("USER", "LOGNAME"):
         bad = {**env, "USER": "", "LOGNAME": "", variable: forged}
-        failed(
+        error_line(
             run_cli(["cred", "set", "a"], bad, input="v"),
             2,
             f"{variable}@host",
@@ -254,12 +244,12 @@ def test_a_newline_in_user_cannot_forge_a_cred_log_line(tmp_path: Path) -> None:
             "set MCP_ACTOR",
         )
     assert not (tmp_path / LOG).exists()
-    ok(run_cli(["cred", "set", "a"], {**env, "USER": "alice"}, input="v"))
-    assert " by alice@" in ok(run_cli(["cred", "log"], env)).stdout
+    succeeded(run_cli(["cred", "set", "a"], {**env, "USER": "alice"}, input="v"))
+    assert " by alice@" in succeeded(run_cli(["cred", "log"], env)).stdout
 
 
 def test_cred_log_escapes_control_characters_when_displaying(tmp_path: Path) -> None:
-    env = cred_env(tmp_path, new_key())
+    env = cred_env(tmp_path, new_master_key())
     # A line whose actor and name carry control characters (an edited log, or one written by
     # an older version): the display must stay one line per event, whatever the file holds.
     record = {
@@ -271,7 +261,7 @@ def test_cred_log_escapes_control_characters_when_displaying(tmp_path: Path) -> 
     }
     (tmp_path / LOG).write_bytes(json.dumps(record).encode() + b"\n")
     (tmp_path / LOG).chmod(0o600)
-    shown = ok(run_cli(["cred", "log"], env)).stdout
+    shown = succeeded(run_cli(["cred", "log"], env)).stdout
     assert shown.count("\n") == 1, shown
     assert "\\n2026-01-01" in shown
     assert "\\x1b[2K" in shown

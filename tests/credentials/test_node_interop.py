@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from mcp_warden.credentials.store import CredentialStore
-from tests.support.credentials import STORE, cred_env, new_key
-from tests.support.procs import run_cli, run_node
+from mcp_warden.demo.harness import run_cli
+from tests.support.credentials import STORE, cred_env, new_master_key
+from tests.support.procs import run_node
+
+pytestmark = pytest.mark.slow
 
 VALUES = {
     "scavio_api_key": "sk-live-0123456789abcdef",
@@ -21,7 +24,7 @@ VALUES = {
 
 
 def test_node_writes_and_mcp_warden_reads(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     store = tmp_path / STORE
     written = run_node("envelope.mjs", ["write", str(store)], env=env, input=json.dumps(VALUES))
@@ -35,7 +38,7 @@ def test_node_writes_and_mcp_warden_reads(tmp_path: Path) -> None:
 
 
 def test_mcp_warden_writes_and_node_reads(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     for name, value in VALUES.items():
         done = run_cli(["cred", "set", name], env, input=value + "\n")
@@ -51,7 +54,7 @@ def test_mcp_warden_writes_and_node_reads(tmp_path: Path) -> None:
 
 
 def test_node_reads_the_store_after_a_rekey(tmp_path: Path) -> None:
-    old, new = new_key(), new_key()
+    old, new = new_master_key(), new_master_key()
     env = cred_env(tmp_path, old, MCP_NEW_ENCRYPTION_KEY=new)
     assert run_cli(["cred", "set", "k"], env, input="before rekey ✓\n").returncode == 0
     done = run_cli(["cred", "rekey"], env)
@@ -69,7 +72,7 @@ def test_node_reads_the_store_after_a_rekey(tmp_path: Path) -> None:
 def test_an_entry_node_adds_or_replaces_stays_readable_warned_once_and_bound_by_the_next_write(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     store = tmp_path / STORE
     assert run_cli(["cred", "set", "ours"], env, input="written by mcp-warden\n").returncode == 0
@@ -125,7 +128,7 @@ def test_an_entry_node_adds_or_replaces_stays_readable_warned_once_and_bound_by_
 
 
 def test_cred_verify_bind_binds_what_node_wrote_and_logs_it(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_master_key()
     env = cred_env(tmp_path, key)
     store = tmp_path / STORE
     written = run_node("envelope.mjs", ["write", str(store)], env=env, input='{"k": "v"}')

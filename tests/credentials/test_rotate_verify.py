@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mcp_warden.stub_upstream import key_id
-from tests.support.credentials import LOG, cred_env
-from tests.support.credentials import new_key as new_master_key
-from tests.support.procs import run_cli
-from tests.support.stub import new_key, stub_process
+import pytest
+
+from mcp_warden.demo.harness import run_cli, stub_process
+from mcp_warden.demo.stub import key_id
+from tests.support.credentials import LOG, cred_env, new_master_key
+from tests.support.stub import new_api_key
+
+pytestmark = pytest.mark.slow
 
 
 def test_rotate_verify_keeps_old_value_when_upstream_rejects(tmp_path: Path) -> None:
-    old, good, bad = new_key(), new_key(), new_key()
+    old, good, bad = new_api_key(), new_api_key(), new_api_key()
     with stub_process(tmp_path, keys=[old, good]) as stub:
         env = cred_env(tmp_path, new_master_key(), SCAVIO_BASE_URL=stub.url)
         assert run_cli(["cred", "set", "scavio_api_key"], env, input=old).returncode == 0
@@ -40,9 +43,9 @@ def test_rotate_verify_keeps_old_value_when_upstream_rejects(tmp_path: Path) -> 
 
 def test_rotate_verify_reports_unreachable_upstream(tmp_path: Path) -> None:
     env = cred_env(tmp_path, new_master_key(), SCAVIO_BASE_URL="http://127.0.0.1:9")
-    old = new_key()
+    old = new_api_key()
     assert run_cli(["cred", "set", "scavio_api_key"], env, input=old).returncode == 0
-    result = run_cli(["cred", "rotate", "scavio_api_key", "--verify"], env, input=new_key())
+    result = run_cli(["cred", "rotate", "scavio_api_key", "--verify"], env, input=new_api_key())
     assert result.returncode == 1
     assert "could not verify the new key" in result.stderr
     assert run_cli(["cred", "get", "scavio_api_key"], env).stdout == old + "\n"

@@ -29,35 +29,26 @@ from mcp_warden.credentials.fernet_import import import_fernet, parse_fernet_key
 from mcp_warden.credentials.rotation import Rotator
 from mcp_warden.credentials.store import CredentialStore, previous_path, rekey_journal
 from mcp_warden.errors import ConfigError
-from tests.support.credentials import new_key, tutorial_store_credential
+from tests.support.clock import FakeClock
+from tests.support.credentials import new_master_key, tutorial_store_credential
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class Clock:
-    """A settable clock for the log."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(T0.timestamp())
 
 
 @pytest.fixture
 def key() -> bytes:
-    return bytes.fromhex(new_key())
+    return bytes.fromhex(new_master_key())
 
 
 @pytest.fixture
-def rotator(tmp_path: Path, key: bytes, clock: Clock) -> Rotator:
+def rotator(tmp_path: Path, key: bytes, clock: FakeClock) -> Rotator:
     store = CredentialStore(tmp_path / "mcp_credentials.enc", key)
-    log = RotationLog(tmp_path / "rotation_log.jsonl", "tester", key=key, clock=clock)
+    log = RotationLog(tmp_path / "rotation_log.jsonl", "tester", key=key, clock=clock.utc)
     return Rotator(store, log)
 
 
@@ -152,9 +143,9 @@ def test_rotate_needs_an_existing_credential(rotator: Rotator) -> None:
     assert called == []
 
 
-def test_ages_and_due_follow_the_values(rotator: Rotator, clock: Clock) -> None:
+def test_ages_and_due_follow_the_values(rotator: Rotator, clock: FakeClock) -> None:
     rotator.set("old", "a1")
-    clock.now = T0 + timedelta(days=20)
+    clock.now = (T0 + timedelta(days=20)).timestamp()
     rotator.set("new", "b1")
     rotator.rotate("old", "a2")
     now = T0 + timedelta(days=45)
@@ -162,7 +153,7 @@ def test_ages_and_due_follow_the_values(rotator: Rotator, clock: Clock) -> None:
     assert ages["old"].set_at == T0 + timedelta(days=20)
     assert not rotator.due("old", 30, now)
     assert rotator.due("old", 25, now)
-    clock.now = T0 + timedelta(days=44)
+    clock.now = (T0 + timedelta(days=44)).timestamp()
     rotator.rollback("old")  # back to the value set at T0
     assert rotator.due("old", 30, now)
     assert {a.name: a.set_at for a in rotator.ages()}["old"] == T0
@@ -260,7 +251,7 @@ def test_rekey_moves_store_and_previous_values_to_the_new_key(rotator: Rotator, 
     rotator.set("a", "a1")
     rotator.rotate("a", "a2")
     rotator.set("b", "b1")
-    new = bytes.fromhex(new_key())
+    new = bytes.fromhex(new_master_key())
     result = rekey.rekey(rotator.store.path, key, new, rotator.log)
     assert (result.credentials, result.previous, result.resumed) == (2, 1, False)
     assert CredentialStore(rotator.store.path, new).load("a") == "a2"
@@ -287,7 +278,7 @@ def test_rekey_stops_on_a_tampered_entry_before_writing(rotator: Rotator, key: b
     rotator.store.path.write_text(json.dumps(data))
     before = rotator.store.path.read_bytes()
     with pytest.raises(DecryptionFailed, match=r"entry 'b'.*neither"):
-        rekey.rekey(rotator.store.path, key, bytes.fromhex(new_key()), rotator.log)
+        rekey.rekey(rotator.store.path, key, bytes.fromhex(new_master_key()), rotator.log)
     assert rotator.store.path.read_bytes() == before
     assert not rekey_journal(rotator.store.path).exists()
 
@@ -298,7 +289,7 @@ def test_an_interrupted_rekey_is_finished_by_running_it_again(
     rotator.set("a", "a1")
     rotator.rotate("a", "a2")
     rotator.set("b", "b1")
-    new = bytes.fromhex(new_key())
+    new = bytes.fromhex(new_master_key())
     real = files.write_atomic
     writes: list[Path] = []
 
@@ -322,7 +313,7 @@ def test_an_interrupted_rekey_is_finished_by_running_it_again(
     with pytest.raises(RekeyPending):
         rotator.set("c", "c1")
     with pytest.raises(RekeyPending, match="different key"):
-        rekey.rekey(rotator.store.path, key, bytes.fromhex(new_key()), rotator.log)
+        rekey.rekey(rotator.store.path, key, bytes.fromhex(new_master_key()), rotator.log)
     result = rekey.rekey(rotator.store.path, key, new, rotator.log)
     assert result.resumed
     assert CredentialStore(rotator.store.path, new).load("b") == "b1"
@@ -334,7 +325,7 @@ def test_a_rekey_interrupted_while_logging_logs_each_credential_once(
 ) -> None:
     for name in "abc":
         rotator.set(name, name)
-    new = bytes.fromhex(new_key())
+    new = bytes.fromhex(new_master_key())
     real = RotationLog.append
     calls: list[str] = []
 

@@ -28,14 +28,14 @@ from mcp_warden.credentials.errors import (
 )
 from mcp_warden.credentials.rekey import rekey
 from mcp_warden.credentials.store import CredentialStore, rekey_journal
+from mcp_warden.demo.harness import run_cli
 from mcp_warden.errors import ConfigError
-from tests.support.credentials import cred_env, new_key
-from tests.support.procs import run_cli
+from tests.support.credentials import cred_env, new_master_key
 
 
 @pytest.fixture
 def key() -> str:
-    return new_key()
+    return new_master_key()
 
 
 @pytest.fixture
@@ -194,9 +194,9 @@ def test_non_utf8_plaintext_is_named(store: CredentialStore, key: str) -> None:
 
 def test_a_wrong_key_never_writes_a_mix_of_keys(tmp_path: Path) -> None:
     path = tmp_path / "s.enc"
-    right = CredentialStore(path, bytes.fromhex(new_key()))
+    right = CredentialStore(path, bytes.fromhex(new_master_key()))
     right.set("a", "1")
-    wrong = CredentialStore(path, bytes.fromhex(new_key()))
+    wrong = CredentialStore(path, bytes.fromhex(new_master_key()))
     before = path.read_bytes()
     with pytest.raises(DecryptionFailed, match="none of the 1 entries"):
         wrong.set("b", "2")
@@ -290,6 +290,7 @@ def test_load_keeps_no_plaintext(store: CredentialStore) -> None:
             assert marker not in obj  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_load_picks_up_a_rotation_by_another_process(tmp_path: Path, key: str) -> None:
     """A long-lived reader (the server) sees a CLI rotation on its next call, no restart."""
     env = cred_env(tmp_path, key)
@@ -335,7 +336,7 @@ def test_a_fernet_store_gets_the_import_hint(store: CredentialStore) -> None:
 def test_next_key_lets_readers_cross_a_rekey_but_never_writes(tmp_path: Path, key: str) -> None:
     """A server given MCP_NEW_ENCRYPTION_KEY reads the store before and after `cred rekey`."""
     path = tmp_path / "mcp_credentials.enc"
-    new = new_key()
+    new = new_master_key()
     CredentialStore(path, bytes.fromhex(key)).set("api", "before")
     both = CredentialStore.from_settings(
         Settings.from_env(

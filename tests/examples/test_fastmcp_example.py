@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from mcp_warden.demo.harness import cli_env, mcp_error, post, tools_call
 from tests.support.examples import EXAMPLES, Answer, ExampleLab, example_lab, recorded
-from tests.support.procs import cli_env, run_node
-from tests.support.server import audit_lines, mcp_error, post, run, tools_call
+from tests.support.procs import run_node
+from tests.support.server import audit_lines, run
 
 EXAMPLE = EXAMPLES / "fastmcp_server.py"
 ADD_ARGS = {"a": 2, "b": 3}

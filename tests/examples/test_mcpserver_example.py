@@ -16,9 +16,10 @@ import anyio
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 
+from mcp_warden.demo.harness import mcp_error
 from tests.support.examples import EXAMPLES, Answer, ExampleLab, example_lab, recorded
 from tests.support.procs import REPO
-from tests.support.server import audit_lines, mcp_error, run
+from tests.support.server import audit_lines, run
 
 SCRIPT = EXAMPLES / "mcpserver_server.py"
 

@@ -38,10 +38,9 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
+from mcp_warden.demo.harness import background, cli_env, free_port, run_cli, wait_for_line
 from mcp_warden.tokens.jwks import public_jwk
 from mcp_warden.tokens.keys import KeyDir
-from tests.support.procs import background, cli_env, free_port, run_cli
-from tests.support.server import wait_for_line
 from tests.support.tls import TestPki, make_pki
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

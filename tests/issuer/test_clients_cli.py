@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from mcp_warden.demo.harness import cli_env, run_cli
 from mcp_warden.issuer.clients import hash_secret
 from mcp_warden.tokens.jwks import public_jwk
-from tests.support.procs import cli_env, run_cli
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mcp_warden.demo.harness import background, free_port, run_cli, wait_for_line
 from tests.issuer.lab import BANNER, issuer_lab
-from tests.support.procs import background, free_port, run_cli
-from tests.support.server import wait_for_line
 
 
 def serve_args(*extra: str) -> list[str]:

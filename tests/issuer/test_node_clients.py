@@ -38,8 +38,9 @@ import pytest
 from mcp.shared.auth import OAuthMetadata
 from pydantic import ValidationError
 
+from mcp_warden.demo.harness import cli_env
 from tests.issuer.stack import KeyClient, Stack, protected_by_issuer
-from tests.support.procs import NODE_DIR, cli_env, node_bin, run_node
+from tests.support.procs import NODE_DIR, node_bin, run_node
 
 EXTRACT = "/api/v1/extract"
 SEARCH = {"name": "web_search", "arguments": {"query": "typescript oauth"}}

@@ -30,8 +30,9 @@ from mcp.client.auth.extensions.client_credentials import (
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
+from mcp_warden.demo.harness import mcp_error
 from tests.issuer.lab import IssuerLab, Registered, RunningIssuer, issuer_lab
-from tests.support.server import Deployment, audit_lines, deployment, mcp_error, run
+from tests.support.server import Deployment, audit_lines, deployment, run
 
 EXTRACT = "/api/v1/extract"
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from mcp_warden.demo.harness import post, tools_call
 from tests.issuer.stack import Stack, protected_by_issuer
-from tests.support.server import post, tools_call
 
 SEARCH = {"query": "discovery"}
 DISCOVER = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}

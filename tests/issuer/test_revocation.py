@@ -17,11 +17,11 @@ import jwt
 import pytest
 from redis import Redis
 
+from mcp_warden.demo.harness import free_port, post, tools_call
 from mcp_warden.tokens.revocation.redis import PREFIX
 from tests.issuer.lab import Registered, RunningIssuer, issuer_lab
-from tests.support.procs import free_port
 from tests.support.redis_server import RedisServer, redis_binary
-from tests.support.server import deployment, post, tools_call
+from tests.support.server import deployment
 
 GRANT = {"grant_type": "client_credentials"}
 WITHIN_SECONDS = 1.0

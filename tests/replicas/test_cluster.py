@@ -12,15 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.replicas import (
-    SEARCH,
-    Call,
-    Cluster,
-    cluster,
-    jti_and_exp,
-    on_every_replica,
-)
-from tests.support.server import call_http, run
+from mcp_warden.demo.harness import call_http
+from tests.support.replicas import SEARCH, Call, Cluster, cluster, jti_and_exp, on_every_replica
+from tests.support.server import run
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -16,24 +16,25 @@ from pathlib import Path
 
 import pytest
 
-from mcp_warden.stub_upstream import key_id
-from tests.support.procs import run_cli
+from mcp_warden.demo.harness import run_cli
+from mcp_warden.demo.stub import key_id
 from tests.support.replicas import Balancer, Call, cluster, drive
 from tests.support.server import CREDENTIAL
-from tests.support.stub import new_key
+from tests.support.stub import new_api_key
+
+pytestmark = pytest.mark.slow
 
 SEARCH_ENDPOINT = "/api/v2/google"  # what web_search calls (the --verify check calls usage)
 CLIENTS = 3
 PAUSE = 0.02  # each client's think time: keeps each stub's request log (1000 entries) whole
 
 
-@pytest.mark.slow
 def test_cred_rotate_under_load_fails_no_call_and_every_replica_switches_at_once(
     tmp_path: Path,
 ) -> None:
     with cluster(tmp_path) as lab:
         pids = lab.running()
-        old, new = lab.api_key, new_key()
+        old, new = lab.api_key, new_api_key()
         token = lab.issuer.mint_cli(["web_search"], sub="rotation-client")
         lab.set_upstream_keys(old, new)  # the vendor issued a second key
         for replica in lab.replicas:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mcp_warden.demo.harness import tools_call
 from mcp_warden.tokens.revocation.redis import PREFIX
 from tests.support.replicas import (
     PROPAGATION_SECONDS,
@@ -29,13 +30,13 @@ from tests.support.replicas import (
     send,
     span,
 )
-from tests.support.server import tools_call
+
+pytestmark = pytest.mark.slow
 
 CLIENTS = 16
 PAUSE = 0.01
 
 
-@pytest.mark.slow
 def test_sigkill_of_one_replica_mid_load_fails_no_call_on_the_others(tmp_path: Path) -> None:
     with cluster(tmp_path) as lab:
         tokens = [(f"c{n}", lab.issuer.mint(["web_search"], sub=f"c{n}")) for n in range(CLIENTS)]
@@ -98,7 +99,6 @@ async def probe(
     return calls
 
 
-@pytest.mark.slow
 def test_redis_outage_keeps_known_revocations_then_fails_closed_and_recovers(
     tmp_path: Path,
 ) -> None:

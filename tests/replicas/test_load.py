@@ -27,11 +27,12 @@ from tests.support.replicas import (
     span,
 )
 
+pytestmark = pytest.mark.slow
+
 CLIENTS = 16
 AFTER_REVOKING = PROPAGATION_SECONDS + 2.0
 
 
-@pytest.mark.slow
 def test_sixteen_clients_no_5xx_and_no_revoked_token_accepted_after_the_window(
     tmp_path: Path,
 ) -> None:

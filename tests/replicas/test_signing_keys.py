@@ -23,11 +23,12 @@ from tests.support.replicas import (
     span,
 )
 
+pytestmark = pytest.mark.slow
+
 CLIENTS = 3
 PAUSE = 0.02  # each client's think time between calls
 
 
-@pytest.mark.slow
 def test_new_key_works_and_retired_key_is_refused_everywhere_without_restart(
     tmp_path: Path,
 ) -> None:

@@ -1,49 +1,31 @@
-"""Fixtures for the denylist tests: settings per backend, a fake clock, peer processes."""
+"""Fixtures for the denylist tests: a fake clock, each backend's URL, store pairs.
+
+Their helpers (settings, bare stores, the peer process) are in tests/support/revocation.py.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import select
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mcp_warden.config import Settings
-from mcp_warden.tokens.revocation import Denylist, open_denylist, sqlite_path
-from mcp_warden.tokens.revocation.redis import RedisStore, connect
-from mcp_warden.tokens.revocation.sqlite import SqliteStore
+from mcp_warden.tokens.revocation import Denylist, open_denylist
 from mcp_warden.tokens.revocation.store import Store
-from tests.support.procs import REPO, cli_env, stop
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
+from tests.support.revocation import open_store
 
-MAX_TTL = 600
-LEEWAY = 5
-
-
-@dataclass
-class FakeClock:
-    """Wall-clock time the test moves by hand (starts at the real time)."""
-
-    now: float
-
-    def __call__(self) -> float:
-        return self.now
+REDIS = pytest.param("redis", marks=pytest.mark.slow, id="redis")
+"""The Redis backend starts a redis-server for each test: slow."""
 
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """Wall-clock time the test moves by hand (starts at the real time)."""
     return FakeClock(float(int(time.time())))
-
-
-def settings_for(url: str, **changes: float) -> Settings:
-    return Settings(revocation_url=url, token_max_ttl=MAX_TTL, token_leeway=LEEWAY).with_overrides(
-        **changes
-    )
 
 
 @pytest.fixture
@@ -60,23 +42,16 @@ def _url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.url
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", REDIS])
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of each shared backend in turn (redis-server started for the test)."""
     return _url(request, tmp_path)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", REDIS])
 def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of every backend in turn."""
     return _url(request, tmp_path)
-
-
-def open_store(url: str, *, max_ttl: int = MAX_TTL, leeway: int = LEEWAY) -> Store:
-    """The bare store behind a shared URL: no view, no thread."""
-    if url.startswith("sqlite:///"):
-        return SqliteStore(sqlite_path(url), max_ttl=max_ttl, leeway=leeway)
-    return RedisStore(*connect(url), max_ttl=max_ttl, leeway=leeway)
 
 
 @pytest.fixture
@@ -101,33 +76,3 @@ def opened() -> Iterator[Callable[..., Denylist]]:
     yield open_
     for denylist in denylists:
         denylist.close()
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """The next line the process prints, or fail after `timeout` seconds."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        pytest.fail(f"peer printed nothing within {timeout} s")
-    return proc.stdout.readline().strip()
-
-
-@contextlib.contextmanager
-def peer(url: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """Run tests.revocation.peer in a real Python process on the denylist at `url`."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.revocation.peer", *args],
-        env=cli_env(MCP_REVOCATION_URL=url),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        stop(proc)  # type: ignore[arg-type]
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()

@@ -10,7 +10,9 @@ import pytest
 
 from mcp_warden.config import Settings
 from mcp_warden.tokens.revocation import Denylist, SyncedDenylist
-from tests.revocation.conftest import peer, read_line, settings_for
+from tests.support.revocation import peer, read_line, settings_for
+
+pytestmark = pytest.mark.slow
 
 Open = Callable[..., Denylist]
 

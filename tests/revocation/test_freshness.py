@@ -12,7 +12,8 @@ from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import MemoryDenylist, RevocationStoreError, SyncedDenylist
 from mcp_warden.tokens.revocation.sqlite import SqliteStore
 from mcp_warden.tokens.revocation.store import Entries, Store
-from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock
+from tests.support.clock import FakeClock
+from tests.support.revocation import LEEWAY, MAX_TTL
 
 STALE = 30.0
 
@@ -58,14 +59,7 @@ def store(tmp_path: Path) -> Switchable:
 
 
 @pytest.fixture
-def monotonic() -> FakeClock:
-    return FakeClock(1000.0)
-
-
-@pytest.fixture
-def synced(
-    store: Switchable, clock: FakeClock, monotonic: FakeClock
-) -> Iterator[Callable[..., SyncedDenylist]]:
+def synced(store: Switchable, clock: FakeClock) -> Iterator[Callable[..., SyncedDenylist]]:
     """SyncedDenylist on `store` with both clocks faked, closed when the test ends."""
     opened: list[SyncedDenylist] = []
 
@@ -77,8 +71,8 @@ def synced(
             leeway=LEEWAY,
             refresh=3600.0,
             stale=STALE,
-            clock=clock,
-            monotonic=monotonic,
+            clock=clock.time,
+            monotonic=clock.monotonic,
             follow=follow,
         )
         opened.append(denylist)
@@ -90,19 +84,19 @@ def synced(
 
 
 def test_fresh_for_the_stale_window_after_the_last_sync_then_refusing(
-    synced: Callable[..., SyncedDenylist], store: Switchable, monotonic: FakeClock
+    synced: Callable[..., SyncedDenylist], store: Switchable, clock: FakeClock
 ) -> None:
     denylist = synced()
     denylist.revoke_jti("known", 2_000_000_000)
     store.down = True
-    monotonic.now += STALE - 0.5
+    clock.mono += STALE - 0.5
     with pytest.raises(RevocationStoreError):
         denylist.sync()
     assert denylist.fresh()
     assert revocations_checkable(denylist)
     assert not denylist.is_revoked("other", "bob", 0)
 
-    monotonic.now += 0.5  # STALE seconds after the last successful sync
+    clock.mono += 0.5  # STALE seconds after the last successful sync
     assert not denylist.fresh()
     assert not revocations_checkable(denylist)  # /healthz: 503
     with pytest.raises(TokenError) as refused:
@@ -118,12 +112,12 @@ def test_fresh_for_the_stale_window_after_the_last_sync_then_refusing(
 
 
 def test_a_store_down_at_start_is_never_fresh(
-    synced: Callable[..., SyncedDenylist], store: Switchable, monotonic: FakeClock
+    synced: Callable[..., SyncedDenylist], store: Switchable, clock: FakeClock
 ) -> None:
     store.down = True
     unread = synced()
     assert not unread.fresh()
-    monotonic.now += 7
+    clock.mono += 7
     with pytest.raises(TokenError, match=r"since 7 s \(not read since start\)"):
         unread.is_revoked("any", "bob", 0)
 

@@ -8,13 +8,17 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from mcp_warden.demo.harness import free_port
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import Denylist, RevocationStoreError, SyncedDenylist
 from mcp_warden.tokens.revocation.redis import PREFIX
 from mcp_warden.tokens.revocation.store import Entries, Store
-from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, open_store, settings_for
-from tests.support.procs import free_port
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
+from tests.support.revocation import LEEWAY, MAX_TTL, open_store, settings_for
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.slow
 
 Open = Callable[..., Denylist]
 
@@ -24,16 +28,6 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis(port=redis_server.port, decode_responses=True)
     yield client
     client.close()
-
-
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until `check()` holds; fails the test after `timeout`."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.01)
-    return time.monotonic() - start
 
 
 @pytest.fixture
@@ -75,7 +69,6 @@ def test_after_a_failed_read_a_stream_trimmed_past_the_cursor_means_a_reload(
         reader.close()
 
 
-@pytest.mark.slow
 def test_a_redis_that_stops_answering_for_a_while_costs_no_reload(
     redis_server: RedisServer, client: redis.Redis, opened: Open, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -96,7 +89,7 @@ def test_writes_purge_expired_members(
     redis_server: RedisServer, client: redis.Redis, opened: Open, clock: FakeClock
 ) -> None:
     now = int(clock.now)
-    denylist = opened(settings_for(redis_server.url), clock=clock)
+    denylist = opened(settings_for(redis_server.url), clock=clock.time)
     for i in range(100):
         denylist.revoke_jti(f"j{i}", now + 10)
     denylist.revoke_sub("alice", now)
@@ -172,7 +165,6 @@ def test_an_unreachable_redis_refuses_tokens_and_revocations(opened: Open) -> No
     assert denylist.is_revoked("jti-1", "alice", 0)  # this process applies it anyway
 
 
-@pytest.mark.slow
 def test_outage_keeps_known_revocations_then_fails_closed_then_recovers(
     redis_server: RedisServer, opened: Open
 ) -> None:

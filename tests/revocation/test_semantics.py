@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from mcp_warden.tokens.revocation import Denylist, SyncedDenylist, sub_cutoff
-from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, open_store, settings_for
+from tests.support.clock import FakeClock
+from tests.support.revocation import LEEWAY, MAX_TTL, open_store, settings_for
 
 Open = Callable[..., Denylist]
 
@@ -49,7 +50,7 @@ def test_revoking_again_keeps_the_later_time(any_url: str, opened: Open) -> None
 
 def test_expired_entries_leave_the_view(any_url: str, opened: Open, clock: FakeClock) -> None:
     now = int(clock.now)
-    denylist = opened(settings_for(any_url), clock=clock)
+    denylist = opened(settings_for(any_url), clock=clock.time)
     denylist.revoke_jti("short", now + 10)
     denylist.revoke_sub("alice", now)
     assert len(denylist) == 2  # type: ignore[arg-type]
@@ -103,7 +104,7 @@ def test_a_sub_revoked_at_the_cutoff_outlives_every_token_it_refuses(
     now = int(clock.now)
     at = sub_cutoff(now, LEEWAY)
     assert at == now + LEEWAY
-    denylist = opened(settings_for(any_url), clock=clock)
+    denylist = opened(settings_for(any_url), clock=clock.time)
     denylist.revoke_sub("alice", at)
     ahead = now + LEEWAY  # minted just before the revocation on a clock LEEWAY ahead
     assert denylist.is_revoked("j", "alice", ahead)
@@ -121,7 +122,7 @@ def test_every_backend_keeps_an_entry_to_the_same_last_second(
     """One expiry rule: a jti until exp + leeway, a sub until at + max_ttl + leeway, then gone,
     from this process's view and from the shared store alike."""
     now = int(clock.now)
-    denylist = opened(settings_for(any_url), clock=clock)
+    denylist = opened(settings_for(any_url), clock=clock.time)
     if kind == "jti":
         denylist.revoke_jti("leaked", now + 10)
         last = now + 10 + LEEWAY

@@ -17,7 +17,8 @@ from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.revocation import Denylist, RevocationStoreError, SyncedDenylist
 from mcp_warden.tokens.revocation.sqlite import SqliteStore
 from mcp_warden.tokens.revocation.store import Entries
-from tests.revocation.conftest import LEEWAY, MAX_TTL, FakeClock, settings_for
+from tests.support.clock import FakeClock
+from tests.support.revocation import LEEWAY, MAX_TTL, settings_for
 
 Open = Callable[..., Denylist]
 
@@ -77,7 +78,7 @@ def test_a_corrupt_file_is_a_clear_error_and_is_left_alone(tmp_path: Path) -> No
 def test_writes_purge_expired_rows(tmp_path: Path, opened: Open, clock: FakeClock) -> None:
     db = tmp_path / "r.db"
     now = int(clock.now)
-    denylist = opened(settings_for(f"sqlite:///{db}"), clock=clock)
+    denylist = opened(settings_for(f"sqlite:///{db}"), clock=clock.time)
     for i in range(100):
         denylist.revoke_jti(f"j{i}", now + 10)
     denylist.revoke_sub("alice", now)
@@ -186,7 +187,7 @@ def test_a_purged_cursor_row_is_not_taken_for_a_rollback(tmp_path: Path, clock: 
     db = tmp_path / "revocations.db"
     now = int(clock.now)
     writer = SqliteStore(db, max_ttl=MAX_TTL, leeway=LEEWAY)
-    reader = SqliteStore(db, max_ttl=MAX_TTL, leeway=LEEWAY, clock=clock)
+    reader = SqliteStore(db, max_ttl=MAX_TTL, leeway=LEEWAY, clock=clock.time)
     writer.put(Entries(jtis={"short": now + 1}), now)
     reader.load(now)
     later = now + 1 + LEEWAY + 1

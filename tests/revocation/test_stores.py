@@ -10,7 +10,7 @@ import pytest
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import Denylist, SyncedDenylist
 from mcp_warden.tokens.revocation.store import Entries, Store
-from tests.revocation.conftest import settings_for
+from tests.support.revocation import settings_for
 
 Open = Callable[..., Denylist]
 

@@ -11,21 +11,33 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.procs import cli_env, run_cli
+import pytest
+
+from mcp_warden.demo.harness import cli_env, run_cli
 
 
 def ports_in(output: str) -> list[int]:
-    return [int(port) for port in re.findall(r"http://127\.0\.0\.1:(\d+)", output)]
+    """The ports the demo's stub and server listened on, as it printed them."""
+    found = re.findall(r"(?:listening|serving) on http://127\.0\.0\.1:(\d+)", output)
+    return [int(port) for port in found]
 
 
 def assert_nothing_left(output: str) -> None:
     workdir = Path(re.search(r"working in (\S+)", output).group(1))  # type: ignore[union-attr]
     assert not workdir.exists()
-    for port in set(ports_in(output)):
+    ports = set(ports_in(output))
+    assert len(ports) == 2, f"want the stub's and the server's port in the output, found {ports}"
+    for port in ports:
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
 
 
+def test_the_leftover_check_fails_when_it_finds_no_port(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="port"):
+        assert_nothing_left(f"working in {tmp_path / 'removed'}\n")
+
+
+@pytest.mark.slow
 def test_demo_runs_every_step_and_leaves_nothing_behind() -> None:
     done = run_cli(["demo"], cli_env(), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -61,6 +73,7 @@ def test_demo_runs_every_step_and_leaves_nothing_behind() -> None:
     assert_nothing_left(out)
 
 
+@pytest.mark.slow
 def test_demo_stops_what_it_started_on_ctrl_c() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mcp_warden", "demo"],

@@ -10,10 +10,12 @@ import sys
 
 import pytest
 
-from tests.support.credentials import new_key as new_master_key
-from tests.support.procs import free_port
-from tests.support.server import Deployment, call_http, run
+from mcp_warden.demo.harness import call_http, free_port
+from tests.support.credentials import new_master_key
+from tests.support.server import Deployment, run
 from tests.support.stub import key_runs
+
+pytestmark = pytest.mark.slow
 
 SERVE = [sys.executable, "-m", "mcp_warden", "serve"]
 SEARCH = {"query": "echo test"}

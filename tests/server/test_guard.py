@@ -19,6 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from starlette.types import Message, Receive, Scope, Send
 
+from mcp_warden.demo.harness import mcp_error
 from mcp_warden.errors import WardenError
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.auth import access_token
@@ -33,7 +34,7 @@ from mcp_warden.server.grants import (
 from mcp_warden.server.guard import ToolGuard, ToolScopeLayer, guarded, visible_tools
 from mcp_warden.server.tools import ToolSpec, add_tools
 from mcp_warden.tokens.claims import Claims
-from tests.support.server import audit_lines, mcp_error, run
+from tests.support.server import audit_lines, run
 from tests.support.tokens import TokenLab
 
 GRANT = Grant("alice", "jti-1", frozenset({"echo"}))

@@ -13,22 +13,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp.shared.exceptions import MCPError
 
-from mcp_warden.stub_upstream import key_id
-from tests.support.server import (
-    Deployment,
-    Served,
-    audit_lines,
-    call_http,
-    mcp_http,
-    post,
-    run,
-    tools_call,
-)
+from mcp_warden.demo.harness import call_http, mcp_http, post, tools_call
+from mcp_warden.demo.stub import key_id
+from tests.support.server import Deployment, Served, audit_lines, run
 
 SEARCH = {"query": "mcp server security"}
 
 
-pytestmark = pytest.mark.usefixtures("fresh_stub")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_stub")]
 
 
 def test_tools_list_shows_only_the_tokens_tools(lab: Deployment, server: Served) -> None:

@@ -18,14 +18,15 @@ from collections.abc import Iterator, Mapping
 import httpx
 import pytest
 
-from tests.support.server import LEGACY_VERSION, Deployment, Served, deployment, post, tools_call
+from mcp_warden.demo.harness import LEGACY_VERSION, post, tools_call
+from tests.support.server import Deployment, Served, deployment
 
 LIMIT = 3  # MCP_MAX_CONCURRENT_REQUESTS of this module's server
 MAX_BODY = 4 * 1024 * 1024  # the SDK's request body limit
 PROMPT = 5.0  # seconds: "at once", with room for a loaded machine
 SEARCH = {"query": "limits"}
 
-pytestmark = pytest.mark.usefixtures("fresh_stub")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_stub")]
 
 
 @pytest.fixture(scope="module")

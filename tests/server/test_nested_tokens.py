@@ -13,10 +13,13 @@ import sys
 
 import pytest
 
+from mcp_warden.demo.harness import post, tools_call
 from mcp_warden.tokens.jws import MAX_TOKEN_CHARS, b64url_encode
 from mcp_warden.tokens.keys import KeyDir
-from tests.support.server import Deployment, Served, post, tools_call
+from tests.support.server import Deployment, Served
 from tests.support.tokens import forge
+
+pytestmark = pytest.mark.slow
 
 DEPTH = 1000
 SIGNATURE = "A" * 86  # never looked at: the header is refused first

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from mcp_warden.stub_upstream import key_id
-from tests.support.procs import cli_env, run_node
-from tests.support.server import Deployment, Served, post, tools_call
+from mcp_warden.demo.harness import cli_env, post, tools_call
+from mcp_warden.demo.stub import key_id
+from tests.support.procs import run_node
+from tests.support.server import Deployment, Served
 
 SEARCH = {"name": "web_search", "arguments": {"query": "typescript client"}}
 
 
-pytestmark = pytest.mark.usefixtures("fresh_stub")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_stub")]
 
 
 def node_client(url: str, token: str | None, *calls: dict[str, Any]) -> dict[str, Any]:

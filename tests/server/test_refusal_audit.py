@@ -13,16 +13,13 @@ import socket
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.support.server import (
-    LEGACY_VERSION,
-    Deployment,
-    Served,
-    audit_lines,
-    post,
-    tools_call,
-)
+from mcp_warden.demo.harness import LEGACY_VERSION, post, tools_call
+from tests.support.server import Deployment, Served, audit_lines
+
+pytestmark = pytest.mark.slow
 
 SEARCH = {"query": "audited refusals"}
 MAX_BODY = 4 * 1024 * 1024

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.credentials import new_key
-from tests.support.server import Deployment, deployment, post, tools_call
+from mcp_warden.demo.harness import post, tools_call
+from tests.support.credentials import new_master_key
+from tests.support.server import Deployment, deployment
 
 SEARCH = {"query": "rekey under load"}
-NEW_MASTER_KEY = new_key()
+NEW_MASTER_KEY = new_master_key()
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,17 @@ import base64
 import json
 import sqlite3
 import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.server import Deployment, Served, deployment, post, tools_call
+from mcp_warden.demo.harness import post, tools_call
+from tests.support.server import Deployment, Served, deployment
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.slow
 
 SEARCH = {"query": "revocation store"}
 WINDOW = 1.0  # MCP_REVOCATION_REFRESH_SECONDS (0.5 s) plus one read, as tests/server/test_http
@@ -29,19 +32,11 @@ def call(server: Served, token: str) -> httpx.Response:
     return post(server.url, tools_call("web_search", SEARCH), token)
 
 
-def until(check: Callable[[], bool], within: float, what: str) -> float:
-    """Seconds until `check()` holds, polling; fail after `within` seconds."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > within:
-            pytest.fail(f"{what}: not within {within} s")
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
 def until_refused(server: Served, token: str, within: float = 3.0) -> float:
     """Seconds until the server answers 401 revoked for `token`."""
-    seen = until(lambda: call(server, token).status_code == 401, within, "token still accepted")
+    seen = eventually(
+        lambda: call(server, token).status_code == 401, within, "token still accepted"
+    )
     assert 'error_description="revoked: ' in call(server, token).headers["www-authenticate"]
     return seen
 
@@ -93,7 +88,7 @@ def test_server_follows_a_store_moved_aside_and_refuses_a_token_revoked_in_the_n
         assert until_refused(server, second) < WINDOW
         assert call(server, first).status_code == 401
         # The server wrote what it knew into the new file; the moved file is as it was.
-        until(lambda: in_file(db, first), 3.0, "first revocation not written back")
+        eventually(lambda: in_file(db, first), 3.0, "first revocation not written back")
         assert in_file(db, second)
         assert not in_file(aside / db.name, second)
         assert health(lab) == 200
@@ -118,7 +113,7 @@ def test_server_notices_a_backup_restored_in_place_and_refuses_a_token_revoked_a
         lab.revoke(new)  # its row reuses an id at or below the server's cursor
         assert until_refused(server, new) < WINDOW
         assert call(server, lost).status_code == 401
-        until(lambda: in_file(db, lost), 3.0, "lost revocation not written back")
+        eventually(lambda: in_file(db, lost), 3.0, "lost revocation not written back")
         assert call(server, kept).status_code == 401
 
 
@@ -135,10 +130,10 @@ def test_healthz_turns_503_when_the_store_is_gone_and_recovers_when_it_is_back(
         token = lab.mint(["web_search"])
         assert health(lab) == 200
         state.rename(tmp_path / "state-aside")  # the store's directory is gone
-        until(lambda: health(lab) == 503, 5.0, "/healthz still 200 without a store")
+        eventually(lambda: health(lab) == 503, 5.0, "/healthz still 200 without a store")
         refused = call(server, token)
         assert refused.status_code == 503
         assert refused.json()["error"]["message"].startswith("revocation_unavailable: ")
         (tmp_path / "state-aside").rename(state)
-        until(lambda: health(lab) == 200, 5.0, "/healthz not back to 200")
+        eventually(lambda: health(lab) == 200, 5.0, "/healthz not back to 200")
         assert call(server, token).status_code == 200

@@ -11,16 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from mcp_warden.demo.harness import post, tools_call, wait_for_line
 from tests.support.redis_server import RedisServer
-from tests.support.server import (
-    BANNER,
-    Deployment,
-    deployment,
-    post,
-    tools_call,
-    wait_for_line,
-)
+from tests.support.server import BANNER, Deployment, deployment
+
+pytestmark = pytest.mark.slow
 
 SERVE = [sys.executable, "-m", "mcp_warden", "serve"]
 

@@ -13,14 +13,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from mcp_warden.stub_upstream import key_id
+from mcp_warden.demo.stub import key_id
 from tests.support.server import Deployment, run
 
 SEARCH = {"query": "stdio transport"}
 SERVE_STDIO = ("serve", "--transport", "stdio")
 
 
-pytestmark = pytest.mark.usefixtures("fresh_stub")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_stub")]
 
 
 @contextlib.asynccontextmanager

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import Deployment, Served, audit_lines, call_http, deployment, run
+from mcp_warden.demo.harness import call_http
+from tests.support.server import Deployment, Served, audit_lines, deployment, run
+
+pytestmark = pytest.mark.slow
 
 SEARCH = {"query": "failure modes"}
 

@@ -19,10 +19,11 @@ from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 
 from mcp_warden import ConfigError, Settings, Warden
+from mcp_warden.demo.harness import mcp_error
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.tools import ToolSpec
 from mcp_warden.tokens.revocation import MemoryDenylist
-from tests.support.server import mcp_error, run
+from tests.support.server import run
 from tests.support.tokens import AUDIENCE, TokenLab
 
 

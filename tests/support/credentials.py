@@ -8,13 +8,13 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from tests.support.procs import cli_env
+from mcp_warden.demo.harness import cli_env
 
 STORE = "mcp_credentials.enc"
 LOG = "rotation_log.jsonl"
 
 
-def new_key() -> str:
+def new_master_key() -> str:
     """A fresh master key (64 hex characters); tests never share or commit keys."""
     return secrets.token_hex(32)
 

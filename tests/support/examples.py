@@ -22,9 +22,10 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_warden.demo.harness import background, cli_env, free_port, run_cli
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.keys import KeyDir
-from tests.support.procs import REPO, background, cli_env, free_port, run_cli
+from tests.support.procs import REPO
 
 EXAMPLES = REPO / "examples"
 ISSUER = "mcp-warden"

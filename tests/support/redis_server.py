@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import free_port, stop, wait_for_port
+from mcp_warden.demo.harness import free_port, stop, wait_for_port
 
 
 @dataclass

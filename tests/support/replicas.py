@@ -53,22 +53,26 @@ from redis import Redis
 
 from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.demo.harness import (
+    Stub,
+    background,
+    cli_env,
+    free_port,
+    jsonrpc_headers,
+    run_cli,
+    stop,
+    stub_process,
+    tools_call,
+    wait_for_line,
+)
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.jws import b64url_decode
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.revocation.redis import PREFIX
-from tests.support.credentials import new_key as new_master_key
-from tests.support.procs import background, cli_env, free_port, run_cli, stop
+from tests.support.credentials import new_master_key
 from tests.support.redis_server import RedisServer, redis_binary
-from tests.support.server import (
-    BANNER,
-    CREDENTIAL,
-    ISSUER,
-    LEGACY_VERSION,
-    tools_call,
-    wait_for_line,
-)
-from tests.support.stub import Stub, new_key, stub_process
+from tests.support.server import BANNER, CREDENTIAL, ISSUER
+from tests.support.stub import new_api_key
 
 AUDIENCE = "https://mcp.example.test/mcp"
 """The load balancer's public URL: what tokens name and every replica expects."""
@@ -293,7 +297,7 @@ def cluster(
     servers, issuer_root = root / "servers", root / "issuer"
     servers.mkdir()
     issuer_root.mkdir()
-    master, api_key = new_master_key(), new_key()
+    master, api_key = new_master_key(), new_api_key()
     KeyDir(issuer_root / "keys").new()
     CredentialStore(servers / "mcp_credentials.enc", parse_key(master)).set(CREDENTIAL, api_key)
     redis_server = start_redis(root, persistent=persistent_redis)
@@ -380,15 +384,6 @@ def outcome(response: httpx.Response) -> tuple[bool, str]:
     return True, ""
 
 
-def request_headers(token: str) -> dict[str, str]:
-    return {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-        "MCP-Protocol-Version": LEGACY_VERSION,
-        "Authorization": f"Bearer {token}",
-    }
-
-
 async def send(
     http: httpx.AsyncClient, index: int, label: str, token: str, message: object
 ) -> Call:
@@ -396,7 +391,7 @@ async def send(
     start = time.time()
     try:
         response = await http.post(
-            "/mcp", content=json.dumps(message).encode(), headers=request_headers(token)
+            "/mcp", content=json.dumps(message).encode(), headers=jsonrpc_headers(token)
         )
     except httpx.HTTPError as exc:
         return Call(label, index, start, time.time(), None, False, type(exc).__name__)

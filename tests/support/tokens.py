@@ -1,4 +1,4 @@
-"""Test helpers for tokens: a keys directory with a verifier, a fake clock, and a forger.
+"""Test helpers for tokens: a keys directory with a verifier on a fake clock, and a forger.
 
 `forge` signs any header and claims byte for byte as given (no library in the
 way), so tests can build exactly the malformed or hostile token they mean.
@@ -18,8 +18,8 @@ from mcp_warden.tokens.jws import b64url_encode
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.verifier import Verifier
+from tests.support.clock import FakeClock
 
-NOW = 1_800_000_000
 ISSUER = "mcp-warden"
 AUDIENCE = "http://127.0.0.1:8000/mcp"
 
@@ -37,25 +37,11 @@ def forge(key: Ed25519PrivateKey, header: dict[str, Any], claims: dict[str, Any]
 
 
 @dataclass
-class Clock:
-    """Wall clock and monotonic clock under the test's control."""
-
-    now: float = NOW
-    mono: float = 1000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-
-@dataclass
 class TokenLab:
     """A keys directory with one active key, a file JWKS, a memory denylist and a verifier."""
 
     path: Path
-    clock: Clock = field(default_factory=Clock)
+    clock: FakeClock = field(default_factory=FakeClock)
     leeway: int = 30
     max_ttl: int = 86_400
 

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.jwks import public_jwk
 from mcp_warden.tokens.jws import b64url_encode
-from tests.support.tokens import NOW, TokenLab, b64json, forge
-
-from .conftest import StubServer
+from tests.support.clock import NOW
+from tests.support.http_server import RecordingServer
+from tests.support.tokens import TokenLab, b64json, forge
 
 
 @dataclass
@@ -278,7 +278,9 @@ TABLE: list[tuple[str, Row, str]] = [
 
 
 @pytest.mark.parametrize(("build", "reason"), [pytest.param(b, r, id=i) for i, b, r in TABLE])
-def test_refused_with_reason(lab: TokenLab, recorder: StubServer, build: Row, reason: str) -> None:
+def test_refused_with_reason(
+    lab: TokenLab, recorder: RecordingServer, build: Row, reason: str
+) -> None:
     before = len(recorder.requests)
     token = build(Ctx(lab, recorder.url))
     with pytest.raises(TokenError) as info:

@@ -11,11 +11,10 @@ from click.testing import CliRunner
 
 from mcp_warden.cli import cli
 from mcp_warden.config import Settings
-from mcp_warden.errors import ConfigError
+from mcp_warden.demo.harness import cli_env, run_cli
 from mcp_warden.tokens.keys import KeyDir
-from mcp_warden.tokens.revocation import MemoryDenylist, open_denylist
+from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.revocation.sqlite import SqliteStore
-from tests.support.procs import cli_env, run_cli
 from tests.support.tokens import forge
 
 
@@ -48,6 +47,7 @@ def mint(env: dict[str, str], *extra: str) -> str:
     return token
 
 
+@pytest.mark.slow
 def test_keys_new_list_retire(env: dict[str, str], tmp_path: Path) -> None:
     first = ok(["keys", "new"], env).strip()
     assert len(first) == 43
@@ -65,6 +65,7 @@ def test_keys_new_list_retire(env: dict[str, str], tmp_path: Path) -> None:
     assert not (tmp_path / "keys" / f"{first}.pem").exists()
 
 
+@pytest.mark.slow
 def test_mint_and_verify(env: dict[str, str]) -> None:
     ok(["keys", "new"], env)
     token = mint(env)
@@ -78,6 +79,7 @@ def test_mint_and_verify(env: dict[str, str]) -> None:
     assert err.startswith("mcp-warden: tool_not_allowed:")
 
 
+@pytest.mark.slow
 def test_verify_refusal_prints_reason_not_token(env: dict[str, str]) -> None:
     ok(["keys", "new"], env)
     token = mint(env)
@@ -88,6 +90,7 @@ def test_verify_refusal_prints_reason_not_token(env: dict[str, str]) -> None:
         assert token[:40] not in err
 
 
+@pytest.mark.slow
 def test_verify_checks_audience_and_issuer_from_the_environment(env: dict[str, str]) -> None:
     ok(["keys", "new"], env)
     token = mint(env, "--aud", "https://other.example/mcp")
@@ -98,11 +101,13 @@ def test_verify_checks_audience_and_issuer_from_the_environment(env: dict[str, s
     assert refused(["token", "verify", token], other, 1).startswith("mcp-warden: wrong_issuer:")
 
 
+@pytest.mark.slow
 def test_mint_without_keys_says_what_to_do(env: dict[str, str]) -> None:
     err = refused(["token", "mint", "--tools", "a", "--ttl", "60", "--sub", "a"], env, 2)
     assert "keys new" in err
 
 
+@pytest.mark.slow
 def test_a_usage_error_exits_2(env: dict[str, str]) -> None:
     result = run_cli(["token", "revoke", "--jti", "j", "--sub", "s"], env)
     assert result.returncode == 2
@@ -132,6 +137,7 @@ def test_usage_errors(tmp_path: Path, args: list[str]) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_revoke_forms(env: dict[str, str], tmp_path: Path) -> None:
     env = {**env, "MCP_REVOCATION_URL": f"sqlite:///{tmp_path}/revocations.db"}
     ok(["keys", "new"], env)
@@ -212,6 +218,7 @@ def test_revoke_then_verify_in_one_process(tmp_path: Path, monkeypatch: pytest.M
     assert denylist.jtis["xyz"] - now in range(86_399, 86_402)  # now + max TTL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--jti", "j"], ["--sub", "s"], ["-"]])
 def test_revoke_refuses_memory_url_because_no_server_can_see_it(
     env: dict[str, str], args: list[str]
@@ -222,6 +229,7 @@ def test_revoke_refuses_memory_url_because_no_server_can_see_it(
     assert "sqlite:////absolute/path or redis://host:port/db" in err
 
 
+@pytest.mark.slow
 def test_revoke_prints_the_absolute_store_location(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     env = {**env, "MCP_REVOCATION_URL": "sqlite:///state/revocations.db"}
@@ -235,6 +243,7 @@ def test_revoke_prints_the_absolute_store_location(env: dict[str, str], tmp_path
     assert (tmp_path / "state" / "revocations.db").is_file()
 
 
+@pytest.mark.slow
 def test_revoke_refuses_a_symlinked_revocation_database(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -248,6 +257,7 @@ def test_revoke_refuses_a_symlinked_revocation_database(
     assert target.read_text() == "keep\n"
 
 
+@pytest.mark.slow
 def test_revoke_sub_covers_iat_up_to_leeway_ahead_and_says_until_when(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -266,19 +276,8 @@ def test_revoke_sub_covers_iat_up_to_leeway_ahead_and_says_until_when(
     store.close()
 
 
-def _sqlite_backend_available(tmp_path: Path) -> bool:
-    try:
-        open_denylist(Settings(revocation_url=f"sqlite:///{tmp_path}/probe.db")).close()
-    except ConfigError as exc:
-        if "not supported yet" in str(exc):
-            return False
-        raise
-    return True
-
-
+@pytest.mark.slow
 def test_revocation_seen_by_another_process_sqlite(env: dict[str, str], tmp_path: Path) -> None:
-    if not _sqlite_backend_available(tmp_path):
-        pytest.skip("the sqlite denylist backend lands with issue 3 item 4 (another branch)")
     env = {**env, "MCP_REVOCATION_URL": f"sqlite:///{tmp_path}/revocations.db"}
     ok(["keys", "new"], env)
     token = mint(env)
@@ -290,6 +289,7 @@ def test_revocation_seen_by_another_process_sqlite(env: dict[str, str], tmp_path
     assert refused(["token", "verify", other], env, 1).startswith("mcp-warden: revoked:")
 
 
+@pytest.mark.slow
 def test_retire_takes_a_kid_that_begins_with_a_dash(tmp_path: Path, env: dict[str, str]) -> None:
     """One kid in 64 begins with "-"; `keys retire KID` must not read it as options."""
     keydir = KeyDir(tmp_path / "keys")

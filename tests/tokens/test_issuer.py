@@ -14,12 +14,13 @@ from mcp_warden.tokens.issuer import MintError, mint, normalize_tools
 from mcp_warden.tokens.jws import b64url_decode
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.toolnames import TOOL_NAME, is_tool_name
-from tests.support.tokens import AUDIENCE, ISSUER, NOW, Clock
+from tests.support.clock import NOW, FakeClock
+from tests.support.tokens import AUDIENCE, ISSUER
 
 
 @pytest.fixture
 def keys_dir(tmp_path: Path) -> Path:
-    KeyDir(tmp_path / "keys", clock=Clock().time).new()
+    KeyDir(tmp_path / "keys", clock=FakeClock().time).new()
     return tmp_path / "keys"
 
 
@@ -30,7 +31,7 @@ def mint_now(keys_dir: Path, **kwargs: object) -> str:
         "tools": ["web_search"],
         "ttl": 600,
         "audience": AUDIENCE,
-        "clock": Clock().time,
+        "clock": FakeClock().time,
     }
     args.update(kwargs)
     return mint(keys_dir, **args)  # type: ignore[arg-type]

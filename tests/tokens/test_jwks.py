@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mcp_warden.config import Settings
+from mcp_warden.demo.harness import cli_env, free_port, run_cli
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.jwks import (
@@ -24,10 +25,9 @@ from mcp_warden.tokens.jwks import (
 )
 from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.verifier import Verifier
-from tests.support.procs import cli_env, free_port, run_cli
-from tests.support.tokens import AUDIENCE, ISSUER, NOW, Clock, forge
-
-from .conftest import StubServer
+from tests.support.clock import NOW, FakeClock
+from tests.support.http_server import RecordingServer
+from tests.support.tokens import AUDIENCE, ISSUER, forge
 
 
 def jwks_bytes(*keys: Ed25519PrivateKey, extra: list[dict[str, object]] | None = None) -> bytes:
@@ -97,7 +97,7 @@ class TestFile:
             FileJwks(tmp_path / "jwks.json")
 
     def test_reloads_when_changed_rate_limited(self, tmp_path: Path) -> None:
-        clock, path = Clock(), tmp_path / "jwks.json"
+        clock, path = FakeClock(), tmp_path / "jwks.json"
         a, b = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         path.write_bytes(jwks_bytes(a))
         source = FileJwks(path, refresh_seconds=1.0, monotonic=clock.monotonic)
@@ -107,7 +107,7 @@ class TestFile:
         assert len(source.current()) == 2
 
     def test_unknown_kid_reload_at_most_once_per_interval(self, tmp_path: Path) -> None:
-        clock, path = Clock(), tmp_path / "jwks.json"
+        clock, path = FakeClock(), tmp_path / "jwks.json"
         a, b, c = (Ed25519PrivateKey.generate() for _ in range(3))
         path.write_bytes(jwks_bytes(a))
         source = FileJwks(path, refresh_seconds=1.0, monotonic=clock.monotonic)
@@ -121,7 +121,7 @@ class TestFile:
         assert len(source.refresh_unknown_kid()) == 3
 
     def test_broken_file_keeps_last_good_set(self, tmp_path: Path) -> None:
-        clock, path = Clock(), tmp_path / "jwks.json"
+        clock, path = FakeClock(), tmp_path / "jwks.json"
         a = Ed25519PrivateKey.generate()
         path.write_bytes(jwks_bytes(a))
         source = FileJwks(path, refresh_seconds=1.0, monotonic=clock.monotonic)
@@ -141,12 +141,14 @@ class TestUrl:
         with pytest.raises(ConfigError, match="https"):
             open_jwks("http://127.0.0.1:1/jwks.json")
 
-    def test_untrusted_certificate_is_refused(self, jwks_server: StubServer) -> None:
+    def test_untrusted_certificate_is_refused(self, jwks_server: RecordingServer) -> None:
         with pytest.raises(ConfigError, match="cannot fetch"):
             UrlJwks(jwks_server.jwks_url)  # default trust store does not know the test CA
 
-    def test_fetch_cache_max_age_and_unknown_kid_cooldown(self, jwks_server: StubServer) -> None:
-        clock = Clock()
+    def test_fetch_cache_max_age_and_unknown_kid_cooldown(
+        self, jwks_server: RecordingServer
+    ) -> None:
+        clock = FakeClock()
         a, b, c = (Ed25519PrivateKey.generate() for _ in range(3))
         jwks_server.body = jwks_bytes(a)
         source = UrlJwks(
@@ -175,8 +177,10 @@ class TestUrl:
             source.close()
 
     @pytest.mark.parametrize("status", [500, 404, 302])
-    def test_failed_fetch_keeps_last_good_set(self, jwks_server: StubServer, status: int) -> None:
-        clock = Clock()
+    def test_failed_fetch_keeps_last_good_set(
+        self, jwks_server: RecordingServer, status: int
+    ) -> None:
+        clock = FakeClock()
         a = Ed25519PrivateKey.generate()
         jwks_server.body = jwks_bytes(a)
         source = UrlJwks(
@@ -198,9 +202,9 @@ class TestUrl:
             source.close()
 
     def test_verifier_over_https_retires_a_key_without_restart(
-        self, jwks_server: StubServer
+        self, jwks_server: RecordingServer
     ) -> None:
-        clock = Clock()
+        clock = FakeClock()
         old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         jwks_server.body = jwks_bytes(old)
         source = UrlJwks(
@@ -241,10 +245,10 @@ class TestUrl:
             verifier.close()
 
     def test_a_failed_fetch_never_prints_the_urls_password_or_query(
-        self, jwks_server: StubServer, caplog: pytest.LogCaptureFixture
+        self, jwks_server: RecordingServer, caplog: pytest.LogCaptureFixture
     ) -> None:
         caplog.set_level(logging.WARNING, logger="mcp_warden")
-        clock = Clock()
+        clock = FakeClock()
         port = jwks_server.server_address[1]
         url = f"https://jwksUser7:Pa55w0rd@127.0.0.1:{port}/jwks.json?token=T0kenValue#Frag"
         jwks_server.body = jwks_bytes(Ed25519PrivateKey.generate())
@@ -275,6 +279,7 @@ class TestUrl:
         assert str(failed.value).startswith("MCP_JWKS (a URL that does not parse) is not a valid")
         assert "55" not in str(failed.value)
 
+    @pytest.mark.slow
     def test_the_cli_prints_an_unreachable_jwks_url_without_its_secrets(
         self, tmp_path: Path
     ) -> None:

@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from mcp_warden.demo.harness import cli_env, run_cli
 from mcp_warden.errors import ConfigError
 from mcp_warden.tokens.jwks import parse_jwks, public_jwk
 from mcp_warden.tokens.jws import b64url_encode
 from mcp_warden.tokens.keys import KeyDir, KeysError, kid_of
-from tests.support.procs import cli_env, run_cli
-from tests.support.tokens import NOW, Clock
+from tests.support.clock import NOW, FakeClock
 
 
 def mode(path: Path) -> int:
@@ -28,12 +28,12 @@ def mode(path: Path) -> int:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def keydir(tmp_path: Path, clock: Clock) -> KeyDir:
+def keydir(tmp_path: Path, clock: FakeClock) -> KeyDir:
     return KeyDir(tmp_path / "keys", clock=clock.time)
 
 
@@ -71,7 +71,7 @@ def test_new_key_files_and_modes(keydir: KeyDir) -> None:
     assert info.created == NOW
 
 
-def test_rotation_keeps_old_key_published_and_one_active(keydir: KeyDir, clock: Clock) -> None:
+def test_rotation_keeps_old_key_published_and_one_active(keydir: KeyDir, clock: FakeClock) -> None:
     first = keydir.new()
     clock.now += 100
     second = keydir.new()
@@ -89,7 +89,9 @@ def test_retire_refuses_the_active_key(keydir: KeyDir) -> None:
         keydir.retire(info.kid, max_ttl=3600, force=True)
 
 
-def test_retire_waits_max_ttl_after_the_key_stopped_signing(keydir: KeyDir, clock: Clock) -> None:
+def test_retire_waits_max_ttl_after_the_key_stopped_signing(
+    keydir: KeyDir, clock: FakeClock
+) -> None:
     old = keydir.new()
     clock.now += 50
     keydir.new()
@@ -196,6 +198,7 @@ def keys_env(tmp_path: Path) -> dict[str, str]:
     return cli_env(MCP_KEYS_DIR=str(tmp_path / "keys"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("active", [False, True], ids=["published", "made_active"])
 def test_keys_new_refuses_a_planted_public_key_and_leaves_the_jwks_unchanged(
     tmp_path: Path, keys_env: dict[str, str], active: bool
@@ -217,6 +220,7 @@ def test_keys_new_refuses_a_planted_public_key_and_leaves_the_jwks_unchanged(
     assert len(list(keys_dir.glob("*.pem"))) == 1  # no new key was made either
 
 
+@pytest.mark.slow
 def test_keys_retire_refuses_to_republish_a_planted_key(
     tmp_path: Path, keys_env: dict[str, str]
 ) -> None:
@@ -243,6 +247,7 @@ def test_keys_new_refuses_a_state_entry_whose_pem_holds_another_key(keydir: KeyD
         keydir.new()
 
 
+@pytest.mark.slow
 def test_keys_new_works_again_once_the_planted_entry_is_gone(
     tmp_path: Path, keys_env: dict[str, str]
 ) -> None:

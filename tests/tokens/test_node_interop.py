@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import cli_env, node_bin, run_cli, run_node
+from mcp_warden.demo.harness import cli_env, run_cli
+from tests.support.procs import node_bin, run_node
+
+pytestmark = pytest.mark.slow
 
 AUDIENCE = "https://mcp.example/mcp"
 

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from mcp_warden.config import Settings
+from mcp_warden.demo.harness import cli_env, run_cli
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.verifier import Verifier
-from tests.support.procs import cli_env, run_cli
+
+pytestmark = pytest.mark.slow
 
 REFRESH = 0.2
 

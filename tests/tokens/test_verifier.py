@@ -18,9 +18,9 @@ from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.revocation import MemoryDenylist
 from mcp_warden.tokens.toolnames import TOOL_NAME
 from mcp_warden.tokens.verifier import Verifier
-from tests.support.tokens import AUDIENCE, ISSUER, NOW, TokenLab
-
-from .conftest import StubServer
+from tests.support.clock import NOW
+from tests.support.http_server import RecordingServer
+from tests.support.tokens import AUDIENCE, ISSUER, TokenLab
 
 
 def reason(lab: TokenLab, token: str) -> str:
@@ -73,7 +73,7 @@ def test_lifetime_equal_to_max_is_accepted(lab: TokenLab) -> None:
 
 
 def test_unknown_header_fields_are_ignored_and_never_fetched(
-    lab: TokenLab, recorder: StubServer
+    lab: TokenLab, recorder: RecordingServer
 ) -> None:
     header = lab.header(jku=f"{recorder.url}/jwks.json", x5u=f"{recorder.url}/x.pem", cty="x")
     assert lab.verifier.verify(lab.token(header=header)).sub == "alice"

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from mcp_warden.config import ScavioProfile
+from mcp_warden.demo.harness import Stub, stub_process, write_keys
 from mcp_warden.scavio.client import ScavioClient
-from tests.support.stub import Stub, new_key, stub_process, write_keys
+from tests.support.stub import new_api_key
 from tests.tools.fakes import Sleeps
 from tests.tools.inprocess import InProcessStub
 
@@ -26,7 +27,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def api_key() -> str:
-    return new_key()
+    return new_api_key()
 
 
 @pytest.fixture

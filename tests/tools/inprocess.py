@@ -3,7 +3,7 @@
 For the tests that need only HTTP semantics (statuses, headers, bodies, the
 key sent): no process, no socket, no port. The socket-level cases (timeouts,
 refused connections, connection reuse) keep the real process
-(`tests.support.stub.stub_process`). It is driven exactly like the real one
+(`mcp_warden.demo.harness.stub_process`). It is driven exactly like the real one
 (`Stub`: mode, calls, keys_used, set_keys ...); those control requests reach
 the same app through starlette's TestClient.
 """
@@ -15,15 +15,15 @@ from pathlib import Path
 import httpx
 from starlette.testclient import TestClient
 
-from mcp_warden.stub_upstream import AcceptedKeys, build_app
-from tests.support.stub import Stub
+from mcp_warden.demo.harness import Stub
+from mcp_warden.demo.stub import AcceptedKeys, build_app
 
 URL = "http://127.0.0.1"
 """The base URL the client is given; with the in-process transport no socket is opened."""
 
 
 class InProcessStub(Stub):
-    """The stub app of `mcp_warden.stub_upstream`, served without a socket."""
+    """The stub app of `mcp_warden.demo.stub`, served without a socket."""
 
     def __init__(self, keys_file: Path) -> None:
         super().__init__(URL, keys_file)

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from mcp_warden.demo.harness import Stub, free_port
+from mcp_warden.demo.stub import ECHOES
 from mcp_warden.scavio.client import ScavioClient
 from mcp_warden.scavio.errors import ScavioError
-from mcp_warden.stub_upstream import ECHOES
-from tests.support.procs import free_port
-from tests.support.stub import Stub, key_runs
+from tests.support.stub import key_runs
 from tests.tools.cases import FAILURES
 from tests.tools.fakes import Sleeps
 
@@ -116,6 +116,7 @@ async def test_a_wait_longer_than_8_s_fails_at_once(
     assert sleeps.waits == []
 
 
+@pytest.mark.slow
 async def test_real_retry_after_of_one_second(
     make_client: Callable[..., ScavioClient], stub: Stub
 ) -> None:
@@ -130,6 +131,7 @@ async def test_real_retry_after_of_one_second(
     assert 1.0 <= elapsed < 3.0
 
 
+@pytest.mark.slow
 async def test_timeouts_are_retried_then_reported(
     make_live_client: Callable[..., ScavioClient], live_stub: Stub
 ) -> None:
@@ -145,6 +147,7 @@ async def test_timeouts_are_retried_then_reported(
         assert len((await client.search(QUERY))["results"]) == 5
 
 
+@pytest.mark.slow
 async def test_one_timeout_then_an_answer_succeeds(
     make_live_client: Callable[..., ScavioClient], live_stub: Stub
 ) -> None:

@@ -17,15 +17,14 @@ from mcp_warden.config import Settings
 from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.errors import CredentialNotFound, DecryptionFailed
 from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.demo.harness import Stub, free_port, run_cli
+from mcp_warden.demo.stub import key_id
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.scavio.client import ScavioClient
 from mcp_warden.scavio.errors import ScavioError
 from mcp_warden.scavio.verify import ApiKeyCheckError, check_api_key
-from mcp_warden.stub_upstream import key_id
-from tests.support.credentials import cred_env
-from tests.support.credentials import new_key as new_master_key
-from tests.support.procs import free_port, run_cli
-from tests.support.stub import Stub, new_key
+from tests.support.credentials import cred_env, new_master_key
+from tests.support.stub import new_api_key
 from tests.tools.cases import missing_key_logged
 from tests.tools.fakes import Sleeps
 from tests.tools.inprocess import InProcessStub
@@ -75,7 +74,7 @@ async def test_a_rotated_key_is_used_on_the_next_call(
     make_client: Callable[..., ScavioClient], stub: Stub, api_key: str
 ) -> None:
     store = Store(api_key)
-    rotated = new_key()
+    rotated = new_api_key()
     async with make_client(load_key=store.load) as client:
         await client.search(QUERY)
         stub.set_keys(api_key, rotated)  # the upstream accepts both during the rotation
@@ -213,7 +212,7 @@ async def test_neither_key_nor_query_reaches_logs_or_messages(
             with pytest.raises(ScavioError) as failed:
                 await client.search(QUERY)
             messages.append(str(failed.value))
-    live_stub.set_keys(new_key())
+    live_stub.set_keys(new_api_key())
     async with make_live_client() as client:
         with pytest.raises(ScavioError) as failed:
             await client.search(QUERY)
@@ -227,7 +226,7 @@ async def test_neither_key_nor_query_reaches_logs_or_messages(
 
 
 async def test_check_api_key_accepts_a_working_key(stub: InProcessStub) -> None:
-    candidate = new_key()
+    candidate = new_api_key()
     stub.set_keys(candidate)
     await check_api_key(Settings(scavio_base_url=stub.url), candidate, transport=stub.transport())
     assert stub.keys_used() == [key_id(candidate)]
@@ -236,7 +235,7 @@ async def test_check_api_key_accepts_a_working_key(stub: InProcessStub) -> None:
 
 @pytest.mark.parametrize("profile", ["scavio-v2", "tutorial"])
 async def test_check_api_key_reports_a_rejected_key(stub: InProcessStub, profile: str) -> None:
-    candidate = new_key()
+    candidate = new_api_key()
     settings = Settings(scavio_base_url=stub.url).with_overrides(scavio_profile=profile)
     with pytest.raises(ApiKeyCheckError) as refused:
         await check_api_key(settings, candidate, transport=stub.transport())
@@ -249,7 +248,7 @@ async def test_check_api_key_reports_a_rejected_key(stub: InProcessStub, profile
 async def test_check_api_key_reports_an_unreachable_upstream(sleeps: Sleeps) -> None:
     settings = Settings(scavio_base_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ApiKeyCheckError, match="could not verify the new key with Scavio: could"):
-        await check_api_key(settings, new_key(), timeout=1.0, sleep=sleeps)
+        await check_api_key(settings, new_api_key(), timeout=1.0, sleep=sleeps)
     assert len(sleeps.waits) == 2
 
 
@@ -265,7 +264,7 @@ async def test_check_api_key_refuses_a_malformed_value_without_a_call(
 def test_rotate_verify_imports_neither_the_mcp_sdk_nor_the_server(
     live_stub: Stub, tmp_path: Path
 ) -> None:
-    old, rotated = new_key(), new_key()
+    old, rotated = new_api_key(), new_api_key()
     live_stub.set_keys(old, rotated)
     env = cred_env(tmp_path, new_master_key(), SCAVIO_BASE_URL=live_stub.url)
     assert run_cli(["cred", "set", "scavio_api_key"], env, input=old).returncode == 0

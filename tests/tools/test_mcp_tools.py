@@ -17,10 +17,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.demo.harness import Stub
 from mcp_warden.scavio.client import ScavioClient
 from mcp_warden.scavio.errors import ScavioError
 from mcp_warden.server.tools import ToolSpec, add_tools, all_tools
-from tests.support.stub import Stub, key_runs
+from tests.support.stub import key_runs
 from tests.tools.cases import FAILURES, missing_key_logged
 
 pytestmark = pytest.mark.anyio

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from mcp_warden.config import ScavioProfile, Settings
+from mcp_warden.demo.harness import Stub
+from mcp_warden.demo.stub import key_id
 from mcp_warden.scavio.client import ScavioClient
 from mcp_warden.scavio.errors import ScavioError
-from mcp_warden.stub_upstream import key_id
-from tests.support.stub import Stub
 from tests.tools.inprocess import InProcessStub
 
 pytestmark = pytest.mark.anyio

@@ -11,14 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from mcp_warden.stub_upstream import StubServer, key_id
-from tests.support.procs import background, cli_env, free_port
-from tests.support.stub import key_runs, new_key, stub_process, write_keys
+from mcp_warden.demo.harness import background, cli_env, free_port, stub_process, write_keys
+from mcp_warden.demo.stub import StubServer, key_id
+from tests.support.stub import key_runs, new_api_key
 
 
 @pytest.fixture(scope="module")
 def thread_key() -> str:
-    return new_key()
+    return new_api_key()
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def fresh(thread_stub: StubServer) -> StubServer:
 
 def run_stub(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mcp_warden.stub_upstream", *args],
+        [sys.executable, "-m", "mcp_warden.demo.stub", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -45,28 +45,31 @@ def run_stub(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.slow
 def test_refuses_to_start_without_keys() -> None:
     done = run_stub(["--port", "0"], cli_env())
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "stub_upstream: no accepted keys: give --keys-file or set SCAVIO_STUB_KEYS"
+        "mcp_warden.demo.stub: no accepted keys: give --keys-file or set SCAVIO_STUB_KEYS"
     )
     assert done.stdout == ""
 
 
+@pytest.mark.slow
 def test_refuses_a_keys_file_others_can_read(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
-    keys_file.write_text(new_key() + "\n")
+    keys_file.write_text(new_api_key() + "\n")
     keys_file.chmod(0o644)
     done = run_stub(["--port", "0", "--keys-file", str(keys_file)], cli_env())
     assert done.returncode == 2
     assert f"the keys file {keys_file} must be mode 0600" in done.stderr
 
 
+@pytest.mark.slow
 def test_keys_from_the_environment(tmp_path: Path) -> None:
-    first, second = new_key(), new_key()
+    first, second = new_api_key(), new_api_key()
     with stub_process(tmp_path, [first, second], via_env=True) as stub:
-        for key in (first, second, new_key()):
+        for key in (first, second, new_api_key()):
             httpx.get(f"{stub.url}/api/v1/usage", headers={"x-api-key": key}, trust_env=False)
         assert stub.statuses() == [200, 200, 401]
 
@@ -91,7 +94,7 @@ def test_records_a_hash_prefix_of_each_key_never_the_key(
 
 
 def test_a_keys_file_made_readable_stops_counting(tmp_path: Path) -> None:
-    key = new_key()
+    key = new_api_key()
     keys_file = tmp_path / "keys"
     write_keys(keys_file, [key])
     with StubServer(keys_file=keys_file) as stub:
@@ -149,11 +152,12 @@ def test_bad_requests_get_400_with_a_reason(fresh: StubServer, thread_key: str) 
     ]
 
 
+@pytest.mark.slow
 def test_process_on_a_given_port_prints_it_first(tmp_path: Path) -> None:
-    """The demo's way: a port chosen beforehand (procs.free_port), keys in a 0600 file."""
+    """The demo's way: a port chosen beforehand (harness.free_port), keys in a 0600 file."""
     keys_file, log, port = tmp_path / "keys", tmp_path / "stub.log", free_port()
-    write_keys(keys_file, [new_key()])
-    argv = [sys.executable, "-m", "mcp_warden.stub_upstream", "--port", str(port)]
+    write_keys(keys_file, [new_api_key()])
+    argv = [sys.executable, "-m", "mcp_warden.demo.stub", "--port", str(port)]
     with background([*argv, "--keys-file", str(keys_file)], env=cli_env(), port=port, log=log):
         stats = httpx.get(f"http://127.0.0.1:{port}/_stub/stats", trust_env=False)
     assert stats.json() == {"calls": {}, "total": 0, "requests": []}

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from mcp_warden.config import Settings
+from mcp_warden.demo.harness import Stub
 from mcp_warden.errors import ConfigError
 from mcp_warden.scavio.client import ScavioClient
 from mcp_warden.scavio.errors import InvalidArgument
-from tests.support.stub import Stub
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,7 @@ _SUBCOMMANDS = {
     "serve": "mcp_warden.cli.serve:serve",
     "issuer": "mcp_warden.cli.issuer:issuer",
     "clients": "mcp_warden.cli.clients:clients",
-    "demo": "mcp_warden.cli.demo:demo",
+    "demo": "mcp_warden.demo.flow:demo",
 }
 
 

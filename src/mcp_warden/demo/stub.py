@@ -31,9 +31,10 @@ Control endpoints for tests (no auth; the stub only ever binds 127.0.0.1):
                         careless upstream does: exact, upper, partial, split)
     POST /_stub/reset   clear the mode, the counters and the request log
 
-Run it with `python -m mcp_warden.stub_upstream --port 0 --keys-file F`: the
+Run it with `python -m mcp_warden.demo.stub --port 0 --keys-file F`: the
 first line on stdout is `listening on 127.0.0.1:PORT` (port 0 picks a free
-one). `StubServer` runs the same app in a thread of the calling process.
+one); `demo.harness.stub_process` does that and hands back a control object.
+`StubServer` runs the same app in a thread of the calling process.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import uvicorn
@@ -60,7 +60,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-HOST = "127.0.0.1"
+from mcp_warden.demo.harness import HOST
+
 KEYS_ENV = "SCAVIO_STUB_KEYS"
 GOOGLE_PAGE = 10
 FAIL_STATUSES = frozenset({400, 401, 402, 403, 404, 429, 500, 502, 503, 504})
@@ -443,12 +444,7 @@ class StubServer:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._server.should_exit = True
         self._thread.join(10)
         self._sock.close()
@@ -461,7 +457,7 @@ def env_keys(environ: Mapping[str, str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mcp_warden.stub_upstream",
+        prog="python -m mcp_warden.demo.stub",
         description="Offline Scavio-compatible upstream on 127.0.0.1 (tests and the demo).",
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
@@ -471,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keys = AcceptedKeys(env_keys(os.environ), args.keys_file)
         sock = _bind(args.port)
     except (StubConfigError, OSError) as exc:
-        print(f"stub_upstream: {exc}", file=sys.stderr)
+        print(f"mcp_warden.demo.stub: {exc}", file=sys.stderr)
         return 2
     print(f"listening on {HOST}:{sock.getsockname()[1]}", flush=True)
     _server(build_app(keys)).run(sockets=[sock])
