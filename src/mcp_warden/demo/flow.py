@@ -1,13 +1,16 @@
 """`mcp-warden demo`: the whole flow, offline, in a throwaway directory.
 
 Everything runs as it would for an operator: the `mcp-warden` commands are
-real processes (keygen, keys new, cred set, token mint/revoke, cred rotate),
-the server is `mcp-warden serve` on a free 127.0.0.1 port, the upstream is
-the Scavio-compatible stub (`python -m mcp_warden.demo.stub`), and the
+real processes (keygen, keys new, cred set, token mint/revoke, cred rotate,
+clients add/set), the server is `mcp-warden serve` on a free 127.0.0.1 port,
+the upstream is the Scavio-compatible stub (`python -m mcp_warden.demo.stub`),
+the issuer is `mcp-warden issuer serve` (plain http: loopback only), and the
 client is the official `mcp` Python client over streamable HTTP (all through
-`demo.harness`, which the tests use too). The directory, both processes and
+`demo.harness`, which the tests use too), first with minted tokens, then
+fetching its own from the issuer (`demo.oauth`). The directory, both processes and
 every secret in them are gone at the end, also after an error or Ctrl-C.
-Nothing secret is printed: no master key, no API key, no token (only its jti).
+Nothing secret is printed: no master key, no API key, no token (only its jti),
+no client secret.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ import anyio
 import click
 
 from mcp_warden.config import Settings
+from mcp_warden.demo import oauth
 from mcp_warden.demo.harness import (
     background,
     call_http,
@@ -43,6 +48,7 @@ from mcp_warden.errors import WardenError
 from mcp_warden.tokens.jws import b64url_decode
 
 QUERY = "MCP server security best practices 2026"
+PAGE = "https://modelcontextprotocol.io/specification"
 CREDENTIAL = Settings().scavio_credential  # the default name: the demo sets no MCP_ variable for it
 START = 30.0
 """Seconds the stub and the server get to start (a busy machine is slow)."""
@@ -61,7 +67,7 @@ def demo() -> None:
             flow.run()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    say(f"\nStopped the server and the stub; removed {root}.")
+    say(f"\nStopped the server, the issuer and the stub; removed {root}.")
     say(REAL_API)
 
 
@@ -86,6 +92,8 @@ class Demo:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.issuer_port = free_port()
+        self.issuer = f"http://127.0.0.1:{self.issuer_port}"
         self.env = cli_env(
             {
                 "MCP_CREDENTIALS_FILE": str(root / "mcp_credentials.enc"),
@@ -93,6 +101,11 @@ class Demo:
                 "MCP_KEYS_DIR": str(root / "keys"),
                 "MCP_REVOCATION_URL": f"sqlite:///{root / 'revocations.db'}",
                 "MCP_TOKEN_AUDIENCE": self.url,
+                # The issuer of every token: `token mint` here, `issuer serve` from step 11 on.
+                # The server's RFC 9728 metadata names it; it reads the issuer's public keys
+                # from keys/jwks.json (one machine; replicas set MCP_JWKS to its https jwks_uri).
+                "MCP_TOKEN_ISSUER": self.issuer,
+                "MCP_CLIENTS_URL": f"sqlite:///{root / 'clients.db'}",
                 "MCP_AUDIT_LOG": str(root / "audit.jsonl"),
                 "MCP_ACTOR": "demo",
             }
@@ -165,12 +178,69 @@ class Demo:
         say(f"   next call with a new token: Results: {results}")
         say(f"   the stub received key sha256:{seen}..., the new one: no restart needed")
 
+        self.own_tokens(stub.calls)
+
         say(
             "\nAudit log, one JSON line per tools/call and per refused request "
             "(no token, key or query in it):"
         )
         for line in (self.root / "audit.jsonl").read_text(encoding="utf-8").splitlines():
             say(f"   {line}")
+        say("\nIssuer audit log, one JSON line per token issued or refused (no secret, no token):")
+        for line in (self.root / "issuer-audit.jsonl").read_text(encoding="utf-8").splitlines():
+            say(f"   {line}")
+
+    def own_tokens(self, stub_calls: Callable[[str], int]) -> None:
+        """Steps 11-14: the issuer service, a registered client, discovery and step-up."""
+        step(11, "The issuer service", f"mcp-warden issuer serve --port {self.issuer_port}")
+        self.start_issuer()
+        say(f"   issuer serving on {self.issuer} (MCP_TOKEN_ISSUER; plain http: loopback only)")
+        say("   the server's 401 names its metadata, which names this issuer")
+
+        add = ("clients", "add", "demo-agent", "--tools", "web_search")
+        step(12, "Register a client for web_search", "mcp-warden " + " ".join(add))
+        registered = json.loads(self.cli(*add))
+        client_id, secret = registered["client_id"], registered["client_secret"]
+        say(f"   client_id {client_id}; its secret is printed once (not shown here), kept hashed")
+
+        allow = ("clients", "set", client_id, "--tools", "web_search,extract_url")
+        before = stub_calls("/api/v1/extract")
+        anyio.run(self.client_session, client_id, secret, allow)
+        if stub_calls("/api/v1/extract") != before + 1:
+            raise DemoFailed("step 14: the upstream did not receive exactly one extract_url call")
+
+    async def client_session(self, client_id: str, secret: str, allow: tuple[str, ...]) -> None:
+        """Steps 13-14 in one MCP session whose tokens the client fetches itself."""
+        step(13, "The MCP Python client with no token (ClientCredentialsOAuthProvider)")
+        say("   web_search: the client discovers the issuer and fetches a token")
+        async with oauth.session(
+            self.url, issuer=self.issuer, client_id=client_id, client_secret=secret
+        ) as client:
+            result = await client.call("web_search", {"query": QUERY})
+            show(client.take())
+            say(f"   Results: {len((result.structured_content or {}).get('results', []))}")
+
+            say("   extract_url: 403 names the tool; the SDK asks the issuer again (step-up)")
+            try:
+                refused = await client.call("extract_url", {"url": PAGE})
+            except Exception as exc:
+                error = mcp_error(exc)
+                if error is None:
+                    raise
+                show(client.take())
+                say(f"   the issuer grants only web_search; the client gets: {error.error.message}")
+            else:
+                raise DemoFailed(f"step 13: extract_url was not refused: {refused.content}")
+
+            step(14, "Allow the client extract_url", "mcp-warden " + " ".join(allow))
+            await anyio.to_thread.run_sync(lambda: self.cli(*allow))
+            say("   extract_url again, in the same session: the step-up now gets the tool")
+            extracted = await client.call("extract_url", {"url": PAGE})
+            show(client.take())
+            content = (extracted.structured_content or {}).get("content", "")
+            if extracted.is_error or not content:
+                raise DemoFailed("step 14: extract_url failed after the step-up")
+            say(f"   Extracted {len(content)} characters of {PAGE} (no token was minted)")
 
     # -- the parts ------------------------------------------------------------
 
@@ -183,6 +253,14 @@ class Demo:
                 f"`mcp-warden {args[0]} {args[1] if len(args) > 1 else ''}` failed: {last}"
             )
         return done.stdout
+
+    def start_issuer(self) -> None:
+        log = self.root / "issuer.log"
+        argv = [sys.executable, "-m", "mcp_warden", "issuer", "serve"]
+        argv += ["--port", str(self.issuer_port)]
+        env = {**self.env, "MCP_AUDIT_LOG": str(self.root / "issuer-audit.jsonl")}
+        proc = self._running.enter_context(background(argv, env=env, log=log))
+        wait_for_line(log, proc, "mcp-warden: issuer serving on ", START)
 
     def start_server(self) -> None:
         log = self.root / "serve.log"
@@ -224,6 +302,12 @@ class Demo:
                 return f"the server now answers HTTP 401: {description}"
             time.sleep(0.1)
         raise DemoFailed("step 9: the server still accepted the revoked token after 5 s")
+
+
+def show(exchanges: list[str]) -> None:
+    """The client's HTTP exchanges, one per line (the issuer's as its full URL)."""
+    for line in exchanges:
+        say(f"     {line}")
 
 
 def step(number: int, title: str, command: str = "") -> None:
