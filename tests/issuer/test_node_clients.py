@@ -14,8 +14,8 @@ the SDK asks the issuer again. It succeeds once the operator has allowed the
 client that tool (`clients set`, while the client runs); when not, the client
 gets an error and the upstream never sees an extract call.
 
-What differs between the lines (measured here, README "Connecting MCP
-clients to the issuer"): 1.x asks for no scope, so the issuer grants all of
+What differs between the lines (measured here, README "Connecting SDK
+clients to an issuer-protected server"): 1.x asks for no scope, so the issuer grants all of
 the client's tools, and its step-up re-fetches the same way; after a step-up
 that did not help it stops with "Server returned 403 after trying upscoping".
 2.x asks for the union of its scopes and the challenged tool; after a step-up
