@@ -75,6 +75,13 @@ def _actor(name: str, raw: str) -> str:
     return _check_actor(raw, f"{name} must be at most 200 printable characters")
 
 
+def _urls(name: str, raw: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
+    if not urls or any("://" not in u for u in urls):
+        raise ConfigError(f"{name} must be a comma-separated list of URLs")
+    return urls
+
+
 def _env(variable: str, parse: Parse = _text) -> dict[str, Any]:
     """A field's metadata: the environment variable that sets it, and how its text is read."""
     return {"env": variable, "parse": parse}
@@ -154,6 +161,18 @@ class Settings:
     # serve, HTTP: requests in progress at once; beyond it, 503
     max_concurrent_requests: int = field(
         default=100, metadata=_env("MCP_MAX_CONCURRENT_REQUESTS", _whole(minimum=1))
+    )
+    # the issuer service (`issuer serve`, `clients`): its client registry, shared by its processes
+    clients_url: str = field(
+        default="sqlite:///./clients.db", repr=False, metadata=_env("MCP_CLIENTS_URL")
+    )
+    # the MCP servers (token `aud`) the issuer serves; empty: MCP_TOKEN_AUDIENCE alone
+    issuer_resources: tuple[str, ...] = field(
+        default=(), metadata=_env("MCP_ISSUER_RESOURCES", _urls)
+    )
+    # failed client authentications allowed per minute, per client and per address
+    issuer_auth_failures: int = field(
+        default=10, metadata=_env("MCP_ISSUER_AUTH_FAILURES", _whole(minimum=1))
     )
     # who the rotation log names; from_env: unset, user@host
     actor: str = field(default="mcp-warden", metadata=_env("MCP_ACTOR", _actor))

@@ -27,6 +27,8 @@ _SUBCOMMANDS = {
     "keys": "mcp_warden.cli.tokens:keys",
     "token": "mcp_warden.cli.tokens:token",
     "serve": "mcp_warden.cli.serve:serve",
+    "issuer": "mcp_warden.cli.issuer:issuer",
+    "clients": "mcp_warden.cli.clients:clients",
     "demo": "mcp_warden.demo.flow:demo",
 }
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mcp_warden.config import DEFAULTS
 from mcp_warden.errors import WardenError
@@ -55,8 +56,15 @@ def mint(
     audience: str,
     max_ttl: int = DEFAULTS.token_max_ttl,
     clock: Callable[[], float] = time.time,
+    extra_claims: Mapping[str, object] | None = None,
+    signing_key: tuple[str, Ed25519PrivateKey] | None = None,
 ) -> str:
-    """A compact JWS access token for `sub`, allowed to call `tools` for `ttl` seconds."""
+    """A compact JWS access token for `sub`, allowed to call `tools` for `ttl` seconds.
+
+    `extra_claims` adds claims that none of ours may override (the issuer service's
+    RFC 9068 `client_id` and `scope`); `signing_key` (kid, key) skips reading the
+    active key from `keys_dir` (the issuer service keeps it loaded).
+    """
     if type(ttl) is not int or not 1 <= ttl <= max_ttl:
         raise MintError(f"ttl must be a whole number of seconds from 1 to {max_ttl}")
     if not 1 <= len(sub) <= MAX_SUB_CHARS or not sub.isprintable():
@@ -64,9 +72,9 @@ def mint(
     if not issuer or not audience:
         raise MintError("issuer and audience must not be empty")
     names = normalize_tools(tools)
-    kid, key = KeyDir(keys_dir, clock=clock).signing_key()
+    kid, key = signing_key or KeyDir(keys_dir, clock=clock).signing_key()
     now = int(clock())
-    claims = {
+    claims: dict[str, object] = {
         "iss": issuer,
         "sub": sub,
         "aud": audience,
@@ -76,4 +84,9 @@ def mint(
         "jti": secrets.token_urlsafe(JTI_BYTES),
         "tools": names,
     }
+    if extra_claims:
+        clash = sorted(set(extra_claims) & set(claims))
+        if clash:
+            raise MintError(f"extra claim {clash[0]!r} would override a standard claim")
+        claims.update(extra_claims)
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"typ": "at+jwt", "kid": kid})

@@ -64,11 +64,14 @@ COMMAND_TIMEOUT_SECONDS = 2.0
 _BATCH = 10_000
 
 
-def connect(url: str) -> tuple[redis.Redis, str]:
+def connect(
+    url: str, *, setting: str = "MCP_REVOCATION_URL", name: str = "mcp-warden-revocation"
+) -> tuple[redis.Redis, str]:
     """A client for `redis://[user:password@]host[:port][/db]` (or rediss://), and "host:port".
 
     Short timeouts and a single retry without backoff: a dead Redis costs a
-    sync or a revocation about a second, never a stuck thread.
+    sync or a revocation about a second, never a stuck thread. `setting` is the
+    variable an error names, `name` the client name Redis shows (CLIENT LIST).
     """
     parts = urlsplit(url)
     try:
@@ -85,7 +88,7 @@ def connect(url: str) -> tuple[redis.Redis, str]:
         or parts.fragment
     ):
         raise ConfigError(
-            "MCP_REVOCATION_URL is not a Redis URL we accept; use "
+            f"{setting} is not a Redis URL we accept; use "
             "redis://[user:password@]host[:port][/db] or rediss://... (TLS), no query"
         )
     client = redis.Redis(
@@ -99,7 +102,7 @@ def connect(url: str) -> tuple[redis.Redis, str]:
         socket_timeout=COMMAND_TIMEOUT_SECONDS,
         retry=Retry(NoBackoff(), 1),
         decode_responses=True,
-        client_name="mcp-warden-revocation",
+        client_name=name,
     )
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return client, f"{host}:{port}"
