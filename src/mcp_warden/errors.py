@@ -16,6 +16,9 @@
     |   |-- InvalidArgument     scavio/errors.py: a tool argument out of range
     |   `-- ScavioToolError     server/tools/scavio.py: a ScavioError as the SDK's
     |                           ToolError, so a client sees it as a tool error
+    |-- ClientsError            issuer/clients.py: a client registry request refused (exit 2)
+    |   `-- UnknownClient       issuer/registry: no client has this client_id
+    |-- RegistryUnavailable     issuer/registry: the client registry's store is unreachable
     |-- DemoFailed              demo/flow.py: a demo step that did not do what it should
     `-- NotReady                demo/harness.py: a process that stopped or stayed silent
 

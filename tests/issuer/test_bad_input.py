@@ -21,6 +21,8 @@ import pytest
 from mcp_warden.tokens.jws import b64url_encode
 from tests.issuer.lab import ASSERTION_TYPE, Registered, RunningIssuer, issuer_lab
 
+pytestmark = pytest.mark.slow  # real issuer / serve / CLI processes
+
 GRANT = {"grant_type": "client_credentials"}
 
 

@@ -18,6 +18,8 @@ from mcp_warden.demo.harness import cli_env, run_cli
 from mcp_warden.issuer.clients import hash_secret
 from mcp_warden.tokens.jwks import public_jwk
 
+pytestmark = pytest.mark.slow  # real issuer / serve / CLI processes
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:

@@ -11,6 +11,8 @@ import pytest
 from mcp_warden.demo.harness import background, free_port, run_cli, wait_for_line
 from tests.issuer.lab import BANNER, issuer_lab
 
+pytestmark = pytest.mark.slow  # real issuer / serve / CLI processes
+
 
 def serve_args(*extra: str) -> list[str]:
     return ["issuer", "serve", "--port", str(free_port()), *extra]

@@ -34,6 +34,8 @@ from mcp_warden.demo.harness import mcp_error
 from tests.issuer.lab import IssuerLab, Registered, RunningIssuer, issuer_lab
 from tests.support.server import Deployment, audit_lines, deployment, run
 
+pytestmark = pytest.mark.slow  # real issuer / serve / CLI processes
+
 EXTRACT = "/api/v1/extract"
 
 

@@ -23,6 +23,8 @@ from tests.issuer.lab import Registered, RunningIssuer, issuer_lab
 from tests.support.redis_server import RedisServer, redis_binary
 from tests.support.server import deployment
 
+pytestmark = pytest.mark.slow  # real issuer / serve / CLI processes
+
 GRANT = {"grant_type": "client_credentials"}
 WITHIN_SECONDS = 1.0
 

@@ -16,6 +16,8 @@ import pytest
 from tests.issuer.lab import ASSERTION_TYPE, IssuerLab, Registered, RunningIssuer, issuer_lab
 from tests.support.redis_server import RedisServer
 
+pytestmark = pytest.mark.slow  # real issuer / serve / CLI processes
+
 GRANT = {"grant_type": "client_credentials"}
 WITHIN_SECONDS = 1.0
 

@@ -27,16 +27,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mcp_warden.issuer.audit import IssuerAudit
 from mcp_warden.issuer.oauth import NO_STORE, OAuthError, error_headers, read_form
 from mcp_warden.issuer.ratelimit import FailureLimiter
 from mcp_warden.issuer.service import Issuer
+from mcp_warden.server.audit import AuditLog
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 HEALTH_PATH = "/healthz"
 
 
-def issuer_app(issuer: Issuer, audit: IssuerAudit, limiter: FailureLimiter) -> Starlette:
+def issuer_app(issuer: Issuer, audit: AuditLog, limiter: FailureLimiter) -> Starlette:
     """The ASGI app; its lifespan closes `issuer` and `audit` on shutdown."""
     base = issuer.base_path.rstrip("/")
     max_age = int(issuer.settings.jwks_max_age_seconds)
@@ -84,7 +84,7 @@ def issuer_app(issuer: Issuer, audit: IssuerAudit, limiter: FailureLimiter) -> S
             return _refused(
                 "token", exc=exc, claimed=claimed, address=address, audit=audit, limiter=limiter
             )
-        audit.record(
+        audit.issuer_event(
             event="token",
             outcome="issued",
             status=200,
@@ -112,7 +112,7 @@ def issuer_app(issuer: Issuer, audit: IssuerAudit, limiter: FailureLimiter) -> S
             return _refused(
                 "revoke", exc=exc, claimed=claimed, address=address, audit=audit, limiter=limiter
             )
-        audit.record(
+        audit.issuer_event(
             event="revoke",
             outcome=done.outcome,
             status=200,
@@ -177,13 +177,13 @@ def _refused(
     exc: OAuthError,
     claimed: str | None,
     address: str | None,
-    audit: IssuerAudit,
+    audit: AuditLog,
     limiter: FailureLimiter,
 ) -> Response:
     client_id = exc.client_id or claimed
     if exc.error == "invalid_client":
         limiter.failed(_limit_keys(address, client_id))
-    audit.record(
+    audit.issuer_event(
         event=event,
         outcome="refused",
         status=exc.status,

@@ -3,10 +3,14 @@
 The service serves TLS itself (`--certfile` and `--keyfile`), unless
 MCP_TOKEN_ISSUER is a plain http URL on a loopback host (a local test) or
 `--behind-tls-proxy` says a proxy terminates TLS in front of it (then
-MCP_TOKEN_ISSUER is the proxy's https URL). Everything is checked before the
-socket accepts: the issuer URL, the certificate and key (loaded once here,
-the key file 0600), the signing key, the registry, the denylist and the
-audit log; any problem is a ConfigError (exit 2) naming the fix.
+MCP_TOKEN_ISSUER is the proxy's https URL). Behind a proxy, uvicorn takes the
+client address from X-Forwarded-For only when the proxy's address is in
+FORWARDED_ALLOW_IPS (uvicorn's variable, default 127.0.0.1): set it, or the
+failure limit and the audit lines see the proxy's address for every client.
+
+Everything is checked before the socket accepts: the issuer URL, the
+certificate and key (loaded once here, the key file 0600), the signing key,
+the registry, the denylist and the audit log; any problem is a ConfigError (exit 2) naming the fix.
 
 The socket is bound here so that `--port 0` works and the banner
 (`mcp-warden: issuer serving on URL`, on stderr) comes once it accepts.
@@ -28,9 +32,9 @@ import uvicorn
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.issuer.app import issuer_app
-from mcp_warden.issuer.audit import IssuerAudit
 from mcp_warden.issuer.ratelimit import FailureLimiter
-from mcp_warden.issuer.service import Issuer
+from mcp_warden.issuer.service import Issuer, check_issuer_url
+from mcp_warden.server.audit import AuditLog
 from mcp_warden.urls import redacted
 
 GRACEFUL_SECONDS = 10
@@ -51,17 +55,18 @@ def serve_issuer(
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="mcp-warden: %(levelname)s %(message)s"
     )
+    check_issuer_url(settings.token_issuer)
     tls = _check_tls(settings.token_issuer, certfile, keyfile, behind_tls_proxy)
     sock = _bind(host, port)
     try:
         try:
-            issuer = Issuer.open(settings, behind_tls_proxy=behind_tls_proxy)
+            issuer = Issuer.open(settings)
         except ConfigError:
             raise
         except WardenError as exc:
             raise ConfigError(f"cannot start the issuer: {exc}") from None
         try:
-            audit = IssuerAudit.open(settings.audit_log)
+            audit = AuditLog.open(settings.audit_log)
         except BaseException:
             issuer.close()
             raise

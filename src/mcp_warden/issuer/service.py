@@ -99,11 +99,11 @@ class Revoked:
     reason: str | None = None
 
 
-def check_issuer_url(url: str, *, behind_tls_proxy: bool) -> str:
+def check_issuer_url(url: str) -> str:
     """MCP_TOKEN_ISSUER as the service's issuer identifier (RFC 8414 section 2), or ConfigError.
 
-    https, or plain http only on a loopback host or with --behind-tls-proxy;
-    no user, query or fragment.
+    https (served by this process, or by a TLS proxy in front of it), or plain
+    http on a loopback host only (a local test); no user, query or fragment.
     """
     parts = urlsplit(url)
     try:
@@ -120,10 +120,11 @@ def check_issuer_url(url: str, *, behind_tls_proxy: bool) -> str:
             "MCP_TOKEN_ISSUER must have no user, query or fragment (RFC 8414 section 2); "
             "remove them"
         )
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK and not behind_tls_proxy:
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
         raise ConfigError(
-            f"MCP_TOKEN_ISSUER {redacted(url)} is plain http on a non-loopback host; use https "
-            "(--certfile/--keyfile), or --behind-tls-proxy when a proxy terminates TLS"
+            f"MCP_TOKEN_ISSUER {redacted(url)} is plain http on a non-loopback host; clients must "
+            "reach the issuer over https: set its https URL and serve TLS (--certfile/--keyfile) "
+            "or run behind a TLS proxy (--behind-tls-proxy)"
         )
     return url
 
@@ -164,9 +165,9 @@ class Issuer:
         self._scopes_lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings, *, behind_tls_proxy: bool = False) -> Issuer:
+    def open(cls, settings: Settings) -> Issuer:
         """Check every setting and open every store; ConfigError names what is wrong."""
-        check_issuer_url(settings.token_issuer, behind_tls_proxy=behind_tls_proxy)
+        check_issuer_url(settings.token_issuer)
         for resource in settings.issuer_resources or (settings.token_audience,):
             if urlsplit(resource).scheme not in ("http", "https") or not urlsplit(resource).netloc:
                 raise ConfigError(
@@ -265,9 +266,8 @@ class Issuer:
                 basic=True,
             )
         if used[0] == "client_secret_basic":
-            assert authorization is not None  # noqa: S101  (used[0] says so)
             try:
-                client_id, secret = basic_credentials(authorization)
+                client_id, secret = basic_credentials(authorization or "")
             except ValueError:
                 raise invalid_client(
                     "the Authorization header must be HTTP Basic of "

@@ -20,7 +20,17 @@ the proxy's, unless it is a trusted one forwarding the client's); `sub` and
 token, the caller's arguments (query, URL) or an upstream message: only the
 fields above, with the tool name cut to 128 characters.
 
-Every line is written through `RequestAudit`, made once per request where
+The issuer service (`mcp-warden issuer serve`) writes its lines here too,
+told apart by `event` (`token`: issued or refused; `revoke`), with the
+client_id, the granted tools and jti, `reason`, the RFC 6749 `error`, the
+HTTP `status` and the peer; never a secret, an assertion or a token:
+
+    {"time": ..., "event": "token", "outcome": "issued", "client_id": "mcpw_...",
+     "tools": ["web_search"], "jti": "...", "status": 200, "client": "10.0.0.7"}
+    {"time": ..., "event": "token", "outcome": "refused", "client_id": "mcpw_...",
+     "tools": null, "jti": null, "reason": "invalid_secret", "error": "invalid_client", ...}
+
+On the MCP server, every line is written through `RequestAudit`, made once per request where
 the request enters (an HTTP layer, or `ToolGuard` for a call that reaches
 the SDK): it knows the client, when the request started and, once the token
 verified, its grant, so no layer gathers those itself.
@@ -42,7 +52,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -117,6 +127,36 @@ class AuditLog:
         entry["client"] = client[:CLIENT_CHARS] if client is not None else None
         self._write(entry)
 
+    def issuer_event(
+        self,
+        *,
+        event: str,
+        outcome: str,
+        status: int,
+        client_id: str | None,
+        address: str | None,
+        tools: Sequence[str] | None = None,
+        jti: str | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Write the line of an issuer request (a token issued or refused, a revocation)."""
+        entry: dict[str, object] = {
+            "time": _utc_now(),
+            "event": event,
+            "outcome": outcome,
+            "client_id": _printable(client_id),
+            "tools": list(tools) if tools is not None else None,
+            "jti": jti,
+        }
+        if reason is not None:
+            entry["reason"] = reason
+        if error is not None:
+            entry["error"] = error
+        entry["status"] = status
+        entry["client"] = _printable(address)
+        self._write(entry)
+
     def _write(self, entry: dict[str, object]) -> None:
         data = (json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
         try:
@@ -189,6 +229,13 @@ def _entry(
     if reason is not None:
         entry["reason"] = reason
     return entry
+
+
+def _printable(text: str | None) -> str | None:
+    """A caller-supplied name cut to CLIENT_CHARS, control characters shown as '?'."""
+    if text is None:
+        return None
+    return "".join(c if c.isprintable() else "?" for c in text[:CLIENT_CHARS])
 
 
 def _utc_now() -> str:
