@@ -75,7 +75,13 @@ class NodeClient:
             text=True,
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._drain, daemon=True),  # never a full stderr pipe
+        ]
+        for reader in self._readers:
+            reader.start()
         self._send(json.dumps(plan))
 
     def _read(self) -> None:
@@ -83,6 +89,10 @@ class NodeClient:
         for line in self.proc.stdout:
             self._lines.put(line)
         self._lines.put(None)
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        self._stderr.extend(self.proc.stderr)
 
     def _send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -98,8 +108,7 @@ class NodeClient:
             pytest.fail(f"node printed nothing within {timeout} s")
         if line is None:
             self.proc.wait(10)
-            stderr = self.proc.stderr.read() if self.proc.stderr else ""
-            pytest.fail(f"node exited ({self.proc.returncode}) early: {stderr}")
+            pytest.fail(f"node exited ({self.proc.returncode}) early: {''.join(self._stderr)}")
         doc: dict[str, Any] = json.loads(line)
         return doc
 
@@ -115,6 +124,8 @@ class NodeClient:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        for reader in self._readers:  # both reach the end of their pipe once node is gone
+            reader.join(10)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

@@ -24,6 +24,8 @@ from tests.issuer.stack import Stack, protected_by_issuer
 SEARCH = {"query": "discovery"}
 DISCOVER = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
