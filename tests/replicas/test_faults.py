@@ -68,7 +68,9 @@ def test_sigkill_of_one_replica_mid_load_fails_no_call_on_the_others(tmp_path: P
         # those sent before the balancer took it out (one in flight per client at most).
         assert all(c.replica == victim.index and c.status is None for c in failed)
         assert len(failed) <= CLIENTS
-        assert not [c for c in on_victim if c.start > ejected]
+        # (A call routed in panic mode, when slow health checks on a loaded machine had taken
+        # every replica out, may reach it: the balancer then tries all, by design.)
+        assert not [c for c in on_victim if c.start > ejected and not c.panic]
         assert all(c.ok for c in on_victim if c.end < killed)
         after = [c for c in survivors if c.start > ejected]
         print(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -360,6 +361,7 @@ class Call:
     status: int | None  # None: no HTTP answer (refused, reset, timed out)
     ok: bool  # 200 and a tool result that is not an error
     detail: str  # why not ok: the exception, the 401's error_description, the error message
+    panic: bool = False  # routed while no replica was up (the balancer's panic mode)
 
     @property
     def latency(self) -> float:
@@ -447,14 +449,19 @@ class Balancer:
         for client in self._clients:
             await client.aclose()
 
-    def pick(self) -> int:
-        live = [i for i, up in enumerate(self.up) if up] or list(range(len(self._bases)))
+    def pick(self) -> tuple[int, bool]:
+        """The next replica in rotation, and whether none was up (panic: all are tried)."""
+        live = [i for i, up in enumerate(self.up) if up]
+        panic = not live
+        live = live or list(range(len(self._bases)))
         self._next += 1
-        return live[self._next % len(live)]
+        return live[self._next % len(live)], panic
 
     async def call(self, label: str, token: str, message: object) -> Call:
-        index = self.pick()
-        call = await send(self._clients[index], index, label, token, message)
+        index, panic = self.pick()
+        call = dataclasses.replace(
+            await send(self._clients[index], index, label, token, message), panic=panic
+        )
         if call.status is None:
             self._set(index, False, f"out: {call.detail}")
         return call
