@@ -267,6 +267,11 @@ class Warden:
                 f"MCP_TOKEN was refused ({exc.reason}: {exc}); mint a new token with "
                 "`mcp-warden token mint` and export it as MCP_TOKEN"
             ) from None
+        if claims.cnf_jkt is not None:
+            raise ConfigError(
+                "MCP_TOKEN is bound to a DPoP key (cnf.jkt), and stdio carries no DPoP proofs; "
+                "mint an unbound token for a stdio server"
+            )
         self._grants.run_under(self.verifier, claims)
         await server.run_stdio_async()
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mcp.server import MCPServer
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_warden.config import Settings
@@ -26,6 +27,7 @@ from mcp_warden.tokens.dpop import public_jwk, sign_proof, thumbprint, verify_pr
 from mcp_warden.tokens.dpop_nonce import NonceSource
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.replay import MemoryReplayCache
+from mcp_warden.warden import Warden
 from tests.support.server import audit_lines, run
 from tests.support.tokens import AUDIENCE, TokenLab
 
@@ -218,3 +220,14 @@ def test_dpop_auth_signs_each_request_and_retries_once_with_the_nonce() -> None:
     assert [p.nonce for p in proofs] == [None, "n-1", "n-2"]
     assert len({p.jti for p in proofs}) == 3
     assert all(authorization == "DPoP tok.en.x" for authorization, _ in sent)
+
+
+def test_stdio_refuses_a_bound_token(lab: TokenLab) -> None:
+    token = lab.token(claims=lab.claims(cnf={"jkt": "a" * 43}))
+    settings = Settings(token=token, token_audience=AUDIENCE)
+    warden = Warden(
+        settings, verifier=lab.verifier, denylist=lab.denylist, audit=AuditLog.open(None)
+    )
+    server = MCPServer("t", **warden.server_options())
+    with pytest.raises(ConfigError, match="bound to a DPoP key"):
+        run(lambda: warden.serve_stdio(server))
