@@ -14,7 +14,16 @@ from pathlib import Path
 
 from bench.common import Figure, Unavailable
 
-MODULES = ("credentials", "tokens", "revocation", "upstream", "server", "auth_layers", "replicas")
+MODULES = (
+    "credentials",
+    "tokens",
+    "dpop",
+    "revocation",
+    "upstream",
+    "server",
+    "auth_layers",
+    "replicas",
+)
 
 
 def render(figures: list[Figure], command: str) -> str:
