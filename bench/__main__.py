@@ -17,6 +17,7 @@ from bench.common import Figure, Unavailable
 MODULES = (
     "credentials",
     "tokens",
+    "dpop",
     "revocation",
     "upstream",
     "server",

@@ -84,7 +84,10 @@ class WardenAuth(TokenVerifier):
         audience = urlsplit(settings.token_audience)
         super().__init__(base_url=f"{audience.scheme}://{audience.netloc}")
         self._audit = warden.audit
-        self._adapter = TokenVerifierAdapter(warden.verifier, offload="://" in settings.jwks)
+        # No DPoP layer here: DPoP-bound tokens are refused (as Bearer), fail closed.
+        self._adapter = TokenVerifierAdapter(
+            warden.verifier, offload="://" in settings.jwks, require_dpop=settings.require_dpop
+        )
         self._resource = AnyHttpUrl(settings.token_audience)
         self._issuer = sdk.issuer_url
         self._metadata = resource_metadata_url(settings)
@@ -191,6 +194,12 @@ class WardenMiddleware(Middleware):
                 f"the token this server runs under (MCP_TOKEN) was refused ({exc.reason}); "
                 "restart the server with a new token from `mcp-warden token mint`",
             ) from None
+        if claims.cnf_jkt is not None:
+            raise Refusal(
+                "bound_token",
+                "the token this server runs under (MCP_TOKEN) is bound to a DPoP key; "
+                "stdio carries no proofs: restart the server with an unbound token",
+            )
         return Grant(claims.sub, claims.jti, claims.tools)
 
 
