@@ -67,6 +67,14 @@ def _profile(name: str, raw: str) -> ScavioProfile:
     )
 
 
+def _flag(name: str, raw: str) -> bool:
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a flag; use 1 or 0")
+
+
 def _base_url(_name: str, raw: str) -> str:
     return raw.rstrip("/")
 
@@ -147,6 +155,21 @@ class Settings:
         default=30.0, metadata=_env("MCP_REVOCATION_STALE_SECONDS", _seconds)
     )
     token: str | None = field(default=None, repr=False, metadata=_env("MCP_TOKEN"))
+    # serve, HTTP: DPoP (RFC 9449). 1: refuse every token without a key binding (cnf.jkt)
+    require_dpop: bool = field(default=False, metadata=_env("MCP_REQUIRE_DPOP", _flag))
+    # how far in the past and in the future a DPoP proof's iat may be
+    dpop_max_age_seconds: float = field(
+        default=60.0, metadata=_env("MCP_DPOP_MAX_AGE_SECONDS", _seconds)
+    )
+    dpop_future_seconds: float = field(
+        default=5.0, metadata=_env("MCP_DPOP_FUTURE_SECONDS", _seconds)
+    )
+    # 1: DPoP proofs must carry a server nonce (RFC 9449 section 8), keyed by MCP_DPOP_NONCE_KEY
+    dpop_nonce: bool = field(default=False, metadata=_env("MCP_DPOP_NONCE", _flag))
+    # the secret every replica shares to make and check nonces (at least 32 characters)
+    dpop_nonce_key: str | None = field(
+        default=None, repr=False, metadata=_env("MCP_DPOP_NONCE_KEY")
+    )
     scavio_base_url: str = field(
         default="https://api.scavio.dev", repr=False, metadata=_env("SCAVIO_BASE_URL", _base_url)
     )
