@@ -10,7 +10,8 @@ class Claims:
     """Claims of a token whose signature, type and every check have passed.
 
     `tools` is the set of MCP tool names the token may list and call; there is
-    no wildcard.
+    no wildcard. `cnf_jkt` set: the token is sender-constrained (RFC 9449) and is
+    accepted only with a DPoP proof by that key.
     """
 
     iss: str
@@ -22,6 +23,8 @@ class Claims:
     jti: str
     tools: frozenset[str]
     kid: str
+    cnf_jkt: str | None = None
+    """The RFC 7638 thumbprint of the key a DPoP-bound token is bound to (`cnf.jkt`)."""
 
     def allows(self, tool: str) -> bool:
         """True when the token names `tool`."""
@@ -39,4 +42,4 @@ class Claims:
             "jti": self.jti,
             "tools": sorted(self.tools),
             "kid": self.kid,
-        }
+        } | ({"cnf": {"jkt": self.cnf_jkt}} if self.cnf_jkt is not None else {})

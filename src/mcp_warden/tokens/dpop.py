@@ -86,6 +86,7 @@ DpopReason = Literal[
     "key_mismatch",
     "bound_token_as_bearer",
     "unbound_token",
+    "proof_without_token",
     "dpop_required",
 ]
 
@@ -110,6 +111,7 @@ REASONS: Mapping[DpopReason, str] = {
     "key_mismatch": "the DPoP proof key is not the key the token is bound to",
     "bound_token_as_bearer": "this token is bound to a key and must be sent as DPoP",
     "unbound_token": "a token without a key binding cannot be sent as DPoP",
+    "proof_without_token": "a DPoP proof needs Authorization: DPoP with a bound token",
     "dpop_required": "this server accepts only DPoP-bound tokens",
 }
 

@@ -225,7 +225,8 @@ class Verifier:
             _refuse("lifetime_too_long", f"token lifetime above the maximum {self._max_ttl} s")
         # iss and aud are equal to our own strings: store those, shared by every cache entry
         toolset = self._shared_toolset(tools)
-        return Claims(self._issuer, sub, self._audience, iat, nbf, exp, jti, toolset, kid)
+        jkt = _cnf_jkt(doc["cnf"]) if "cnf" in doc else None
+        return Claims(self._issuer, sub, self._audience, iat, nbf, exp, jti, toolset, kid, jkt)
 
     def _shared_toolset(self, tools: list[str]) -> frozenset[str]:
         """One frozenset per distinct tool list (bounded), so cache entries stay small."""
@@ -249,6 +250,16 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
         return json_object(data, what)
     except MalformedError as exc:
         _refuse("malformed", str(exc))
+
+
+def _cnf_jkt(cnf: object) -> str:
+    """The thumbprint of a `cnf` claim (RFC 9449 section 6.1): {"jkt": <43 base64url>}."""
+    if type(cnf) is not dict or set(cnf) != {"jkt"}:
+        _refuse("invalid_claim", "cnf must be an object with jkt only (DPoP binding)")
+    jkt = cnf["jkt"]
+    if type(jkt) is not str or not KID.fullmatch(jkt):
+        _refuse("invalid_claim", "cnf.jkt must be an RFC 7638 SHA-256 thumbprint")
+    return jkt
 
 
 def _string(doc: dict[str, Any], name: str) -> str:
