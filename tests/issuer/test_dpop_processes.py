@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -31,8 +32,14 @@ def claims_of(token: str) -> dict[str, Any]:
     return out
 
 
-def test_a_require_dpop_client_across_two_issuer_processes(tmp_path: Any) -> None:
-    with issuer_lab(tmp_path) as lab:
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_a_require_dpop_client_across_two_issuer_processes(
+    request: pytest.FixtureRequest, tmp_path: Path, store: str
+) -> None:
+    env = {}
+    if store == "redis":
+        env["MCP_CLIENTS_URL"] = request.getfixturevalue("redis_server").url
+    with issuer_lab(tmp_path, **env) as lab:
         client = lab.add_client("bound", ["web_search"], require_dpop=True)
         listed = json.loads(lab.cli("clients", "list", "--json").stdout)
         assert listed[0]["dpop"] == "required"
@@ -80,7 +87,7 @@ def _mint(lab: IssuerLab, *extra: str) -> Any:
     return lab.cli("token", "mint", "--sub", "ops", "--tools", "web_search", "--ttl", "60", *extra)
 
 
-def test_token_mint_dpop_jkt(tmp_path: Any) -> None:
+def test_token_mint_dpop_jkt(tmp_path: Path) -> None:
     with issuer_lab(tmp_path) as lab:
         jkt = thumbprint(public_jwk(Ed25519PrivateKey.generate()))
         done = _mint(lab, "--dpop-jkt", jkt)
