@@ -11,6 +11,7 @@
     |-- KeysError               tokens/keys.py: a refused signing-key operation
     |-- MintError               tokens/issuer.py: a token we will not sign (exit 2)
     |-- RevocationStoreError    tokens/revocation/store.py: the shared denylist failed
+    |-- DpopError               tokens/dpop.py: a refused DPoP proof; `reason` names the check
     |-- ApiKeyCheckError        scavio/verify.py: a candidate key Scavio refused
     |-- ScavioError             scavio/errors.py: a failed upstream call; `reason` says how
     |   |-- InvalidArgument     scavio/errors.py: a tool argument out of range

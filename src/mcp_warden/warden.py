@@ -41,10 +41,13 @@ from mcp_warden.errors import ConfigError
 from mcp_warden.server import run
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.auth import TokenVerifierAdapter, auth_settings
+from mcp_warden.server.dpop import DpopLayer
 from mcp_warden.server.grants import Grants
 from mcp_warden.server.guard import ToolGuard, guarded
 from mcp_warden.server.http import protected_app
+from mcp_warden.tokens.dpop_nonce import NonceSource
 from mcp_warden.tokens.errors import TokenError
+from mcp_warden.tokens.replay import ReplayCache, open_replay_cache
 from mcp_warden.tokens.revocation import Denylist, open_denylist
 from mcp_warden.tokens.verifier import Verifier
 
@@ -82,6 +85,7 @@ class Warden:
         self._grants = Grants()
         self._guard = ToolGuard(self._grants, audit)
         self._closed = False
+        self._replay: ReplayCache | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> Warden:
@@ -146,7 +150,9 @@ class Warden:
         except ConfigError:
             return options  # stdio needs no HTTP auth; http_app raises this error
         offload = "://" in self.settings.jwks if offload_verify is None else offload_verify
-        options["token_verifier"] = TokenVerifierAdapter(self.verifier, offload=offload)
+        options["token_verifier"] = TokenVerifierAdapter(
+            self.verifier, offload=offload, require_dpop=self.settings.require_dpop
+        )
         return options
 
     def tool(
@@ -197,9 +203,33 @@ class Warden:
         if server.settings.auth is None:
             auth_settings(self.settings)  # raises the ConfigError that made server_options skip it
             raise ConfigError(NOT_PROTECTED)
+        nonces = NonceSource.from_settings(self.settings)
+        replay = self._replay_cache()
+
+        def dpop(app: ASGIApp) -> ASGIApp:
+            return DpopLayer(
+                app,
+                settings=self.settings,
+                verifier=self.verifier,
+                replay=replay,
+                audit=self.audit,
+                nonces=nonces,
+            )
+
         return protected_app(
-            server, settings=self.settings, denylist=self.denylist, audit=self.audit, host=host
+            server,
+            settings=self.settings,
+            denylist=self.denylist,
+            audit=self.audit,
+            host=host,
+            dpop=dpop,
         )
+
+    def _replay_cache(self) -> ReplayCache:
+        """The DPoP replay cache in MCP_REVOCATION_URL's store, opened once (closed by close)."""
+        if self._replay is None:
+            self._replay = open_replay_cache(self.settings)
+        return self._replay
 
     def run_http(
         self, server: MCPServer[Any], *, host: str = "127.0.0.1", port: int = 8000
@@ -275,7 +305,11 @@ class Warden:
             try:
                 self.denylist.close()
             finally:
-                self.audit.close()
+                try:
+                    if self._replay is not None:
+                        self._replay.close()
+                finally:
+                    self.audit.close()
 
     def __enter__(self) -> Warden:
         return self

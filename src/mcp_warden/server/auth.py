@@ -59,6 +59,7 @@ from mcp_warden.errors import ConfigError
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.responses import jsonrpc_error, send_json
 from mcp_warden.tokens.claims import Claims
+from mcp_warden.tokens.dpop import ALGORITHMS, DpopError, DpopReason
 from mcp_warden.tokens.errors import Reason, TokenError
 from mcp_warden.tokens.verifier import Verifier
 from mcp_warden.urls import redacted
@@ -87,12 +88,32 @@ DESCRIPTIONS: dict[Reason, str] = {
 
 @dataclass(slots=True)
 class Challenge:
-    """One HTTP request's token refusal, noted by `verify_token` for `ChallengeLayer`."""
+    """One HTTP request's token refusal, noted by `verify_token` for `ChallengeLayer`.
+
+    `dpop`: the token verified but its key binding was not honoured (a bound
+    token sent as Bearer; with MCP_REQUIRE_DPOP, any unbound token).
+    """
 
     reason: Reason | None = None
+    dpop: DpopReason | None = None
 
 
 _challenge: ContextVar[Challenge | None] = ContextVar("mcp_warden_challenge", default=None)
+dpop_verified: ContextVar[str | None] = ContextVar("mcp_warden_dpop_token", default=None)
+"""The access token whose DPoP proof `DpopLayer` verified for this request (server/dpop.py)."""
+
+DPOP_ALGS = " ".join(ALGORITHMS)
+
+
+def dpop_challenge(
+    error: str, description: str, nonce: str | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The headers of a DPoP 401 (RFC 9449 section 7.1): the challenge, and a nonce when asked."""
+    value = f'DPoP error="{error}", algs="{DPOP_ALGS}", error_description="{description}"'
+    headers = [(b"www-authenticate", value.encode())]
+    if nonce is not None:
+        headers.append((b"dpop-nonce", nonce.encode()))
+    return headers
 
 
 def access_token(token: str, claims: Claims) -> AccessToken:
@@ -115,10 +136,12 @@ def access_token(token: str, claims: Claims) -> AccessToken:
 class TokenVerifierAdapter:
     """The SDK's `TokenVerifier` protocol over our `Verifier`."""
 
-    def __init__(self, verifier: Verifier, *, offload: bool) -> None:
-        """`offload`: verify in a worker thread (for a JWKS fetched from a URL)."""
+    def __init__(self, verifier: Verifier, *, offload: bool, require_dpop: bool = False) -> None:
+        """`offload`: verify in a worker thread (for a JWKS fetched from a URL);
+        `require_dpop`: refuse every token without a key binding (MCP_REQUIRE_DPOP)."""
         self._verifier = verifier
         self._offload = offload
+        self._require_dpop = require_dpop
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
@@ -130,6 +153,17 @@ class TokenVerifierAdapter:
             challenge = _challenge.get()
             if challenge is not None:
                 challenge.reason = exc.reason
+            return None
+        refusal: DpopReason | None = None
+        if claims.cnf_jkt is not None:
+            if dpop_verified.get() != token:  # only DpopLayer sets it, after the proof
+                refusal = "bound_token_as_bearer"
+        elif self._require_dpop:
+            refusal = "dpop_required"
+        if refusal is not None:
+            challenge = _challenge.get()
+            if challenge is not None:
+                challenge.dpop = refusal
             return None
         return access_token(token, claims)
 
@@ -162,6 +196,13 @@ def resource_metadata_url(settings: Settings) -> str:
     return str(build_resource_metadata_url(AnyHttpUrl(settings.token_audience)))
 
 
+async def send_dpop_refusal(send: Send, error: DpopError, nonce: str | None = None) -> None:
+    """A 401 with the DPoP challenge for `error` (its fixed text; nothing of the request)."""
+    description = f"{error.reason}: {error}"
+    payload = {"error": error.error, "error_description": description}
+    await send_json(send, 401, payload, headers=dpop_challenge(error.error, description, nonce))
+
+
 class ChallengeLayer:
     """Outermost ASGI layer: says in the SDK's 401 which check failed (see the module docstring)."""
 
@@ -183,6 +224,11 @@ class ChallengeLayer:
                 return  # the SDK's own body of the 401 we replaced
             reason = challenge.reason
             if message["type"] == "http.response.start" and message["status"] == 401:
+                if challenge.dpop is not None:
+                    self._audit.request(scope).refused(401, f"dpop_{challenge.dpop}")
+                    replaced = True
+                    await send_dpop_refusal(send, DpopError(challenge.dpop))
+                    return
                 status = 503 if reason == "revocation_unavailable" else 401
                 self._audit.request(scope).refused(status, reason or "missing_token")
                 if reason:

@@ -4,6 +4,8 @@ A request's way through it (outermost first):
 
     ConcurrencyLayer       503 beyond MCP_MAX_CONCURRENT_REQUESTS in progress (limits.py)
     MethodLayer            405 (Allow: POST) for GET, DELETE... on /mcp: no stream (limits.py)
+    DpopLayer              Authorization: DPoP: proof, binding, replay cache, then handed
+                           on as a verified Bearer (dpop.py)
     ChallengeLayer         rewords the SDK's 401 with the failed check; 503 when
                            revocations cannot be checked (auth.py)
     SDK authentication     Authorization: Bearer -> TokenVerifierAdapter -> Verifier
@@ -25,6 +27,7 @@ around it. It reveals nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,9 +53,18 @@ _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def protected_app(
-    server: MCPServer[Any], *, settings: Settings, denylist: Denylist, audit: AuditLog, host: str
+    server: MCPServer[Any],
+    *,
+    settings: Settings,
+    denylist: Denylist,
+    audit: AuditLog,
+    host: str,
+    dpop: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> ASGIApp:
-    """`server`'s stateless streamable-HTTP app at /mcp in our layers, with /healthz."""
+    """`server`'s stateless streamable-HTTP app at /mcp in our layers, with /healthz.
+
+    `dpop` wraps the challenge layer with the DPoP layer (Warden.http_app builds it).
+    """
     add_health_route(server, denylist)
     app = streamable_http(server, settings, host)
     metadata = resource_metadata_url(settings)
@@ -60,7 +72,9 @@ def protected_app(
     app.user_middleware.append(
         Middleware(ToolScopeLayer, path=MCP_PATH, resource_metadata=metadata, audit=audit)
     )
-    challenged = ChallengeLayer(app, resource_metadata=metadata, audit=audit)
+    challenged: ASGIApp = ChallengeLayer(app, resource_metadata=metadata, audit=audit)
+    if dpop is not None:
+        challenged = dpop(challenged)
     return ConcurrencyLayer(
         MethodLayer(challenged, path=MCP_PATH, audit=audit),
         limit=settings.max_concurrent_requests,
