@@ -13,7 +13,8 @@
 // Without mcpUrl it fetches one token (RFC 8414 discovery, then the token request) and prints
 //   {"tokenType", "alg", "jkt" (the session key's RFC 7638 thumbprint), "accessToken", "dpopHeaders"}
 // With mcpUrl it connects (the SDK discovers the issuer from the server's 401) and prints
-//   {"calls": [{"name", "isError", "text"} | {"name", "error"}], "jkt", "tokenType", "dpopHeaders"}
+//   {"calls": [{"name", "isError", "text"} | {"name", "error"}], "jkt", "tokenType", "accessToken",
+//    "dpopHeaders"}
 // dpopHeaders counts the requests that carried a DPoP header (token and MCP requests).
 // The secret comes from the environment, never argv.
 import { readFileSync } from "node:fs";
@@ -96,7 +97,15 @@ if (!plan.mcpUrl) {
     }
     await client.close();
     const tokens = provider.tokens();
-    console.log(JSON.stringify({ calls, jkt: session.thumbprint, tokenType: tokens?.token_type, dpopHeaders }));
+    console.log(
+      JSON.stringify({
+        calls,
+        jkt: session.thumbprint,
+        tokenType: tokens?.token_type,
+        accessToken: tokens?.access_token,
+        dpopHeaders,
+      }),
+    );
   } catch (err) {
     console.log(JSON.stringify({ error: describe(err), calls, dpopHeaders }));
   }
