@@ -28,7 +28,7 @@ from mcp_warden.tokens.dpop import public_jwk, sign_proof, thumbprint
 from mcp_warden.tokens.issuer import MintError, check_jkt, mint
 from mcp_warden.tokens.jws import b64url_encode
 from mcp_warden.tokens.keys import KeyDir
-from tests.issuer.test_service import GRANT, ISSUER, Lab, build
+from tests.issuer.test_service import GRANT, ISSUER, Lab, build, jwt_form, keyed, signed
 
 TOKEN_URL = ISSUER + "/token"
 
@@ -80,6 +80,19 @@ def test_a_valid_proof_gets_a_token_bound_to_its_key(lab: Lab, kind: str) -> Non
     assert claims["sub"] == auth[0].client_id
     line = lab.audit()[-1]
     assert (line["outcome"], line["jti"]) == ("issued", claims["jti"])
+
+
+def test_a_private_key_jwt_client_gets_a_bound_token_too(lab: Lab) -> None:
+    private, alg, client = keyed(lab, "p256")
+    key = Ed25519PrivateKey.generate()  # the DPoP key is not the client's assertion key
+    reply = lab.http.post(
+        "/token",
+        data=jwt_form(signed(private, alg, client.client_id)),
+        headers={"DPoP": proof(key)},
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["token_type"] == "DPoP"
+    assert claims_of(reply.json()["access_token"])["cnf"] == {"jkt": thumbprint(public_jwk(key))}
 
 
 def test_without_a_proof_the_token_is_bearer_and_unbound(lab: Lab) -> None:

@@ -81,6 +81,10 @@ def test_a_require_dpop_client_across_two_issuer_processes(
             assert plain.status_code == 200, plain.text
             assert plain.json()["token_type"] == "Bearer"
             assert "cnf" not in claims_of(plain.json()["access_token"])
+            done = lab.cli("clients", "set", client.client_id, "--require-dpop")
+            assert done.returncode == 0, done.stderr
+            assert json.loads(lab.cli("clients", "list", "--json").stdout)[0]["dpop"] == "required"
+            assert one.post_token(GRANT, auth=client.basic).status_code == 400
 
 
 def _mint(lab: IssuerLab, *extra: str) -> Any:
