@@ -162,10 +162,18 @@ class IssuerLab:
         return run_cli(args, {**self.env, **(env or {})})
 
     def add_client(
-        self, name: str, tools: list[str], *, ttl: int | None = None, key: bool = False
+        self,
+        name: str,
+        tools: list[str],
+        *,
+        ttl: int | None = None,
+        key: bool = False,
+        require_dpop: bool = False,
     ) -> Registered:
-        """`mcp-warden clients add` (with key=True: a fresh Ed25519 private_key_jwt client)."""
+        """`mcp-warden clients add` (key=True: a fresh Ed25519 private_key_jwt client)."""
         args = ["clients", "add", name, "--tools", ",".join(tools)]
+        if require_dpop:
+            args.append("--require-dpop")
         if ttl is not None:
             args += ["--ttl", str(ttl)]
         private = Ed25519PrivateKey.generate() if key else None

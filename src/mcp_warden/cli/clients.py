@@ -95,9 +95,21 @@ def clients() -> None:
     help="The client's public JWK (EdDSA, ES256, RS256 >= 2048 bits): a private_key_jwt "
     "client with no secret.",
 )
+@click.option(
+    "--require-dpop",
+    is_flag=True,
+    help="Issue this client DPoP-bound tokens only (RFC 9449): a token request without a "
+    "DPoP proof is refused.",
+)
 @click.pass_context
 def clients_add(
-    ctx: click.Context, name: str, tools: str, ttl: int | None, jwk_file: Path | None
+    ctx: click.Context,
+    *,
+    name: str,
+    tools: str,
+    ttl: int | None,
+    jwk_file: Path | None,
+    require_dpop: bool,
 ) -> None:
     """Register a client; print {"client_id", "client_secret"} once (the secret is not kept)."""
     cfg = settings(ctx)
@@ -116,6 +128,7 @@ def clients_add(
         created=int(time.time()),
         secret_hash=hash_secret(secret) if secret is not None else None,
         jwk=jwk,
+        require_dpop=require_dpop,
     )
     registry = _open(ctx)
     try:
@@ -143,10 +156,14 @@ def clients_list(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([c.listing() for c in found], indent=2))
         return
-    click.echo(f"{'client_id':<29}  {'name':<20}  {'auth':<23}  {'ttl':>6}  tools")
+    click.echo(f"{'client_id':<29}  {'name':<20}  {'auth':<23}  {'dpop':<8}  {'ttl':>6}  tools")
     for c in found:
         auth = "client_secret" if c.secret_hash is not None else f"private_key_jwt {c.algorithm}"
-        click.echo(f"{c.client_id:<29}  {c.name:<20}  {auth:<23}  {c.ttl:>6}  {','.join(c.tools)}")
+        dpop = "required" if c.require_dpop else "optional"
+        click.echo(
+            f"{c.client_id:<29}  {c.name:<20}  {auth:<23}  {dpop:<8}  {c.ttl:>6}  "
+            f"{','.join(c.tools)}"
+        )
 
 
 @clients.command("set")
@@ -160,22 +177,31 @@ def clients_list(ctx: click.Context, as_json: bool) -> None:
     default=None,
     help="A new public JWK for a private_key_jwt client.",
 )
+@click.option(
+    "--require-dpop/--allow-bearer",
+    "require_dpop",
+    default=None,
+    help="DPoP-bound tokens only (RFC 9449), or unbound bearer tokens too.",
+)
 @click.pass_context
 def clients_set(
     ctx: click.Context,
+    *,
     client_id: str,
     tools: str | None,
     ttl: int | None,
     jwk_file: Path | None,
+    require_dpop: bool | None,
 ) -> None:
     """Change a client's tools, token lifetime or key; every issuer process uses it at once.
 
-    Tokens it already holds keep their tools until they expire; revoke them with
-    `mcp-warden token revoke --sub CLIENT_ID` to make a narrowing take effect now.
+    Tokens it already holds keep their tools (and an unbound one stays unbound after
+    --require-dpop) until they expire; revoke them with `mcp-warden token revoke --sub
+    CLIENT_ID` to make a narrowing take effect now.
     """
     cfg = settings(ctx)
-    if tools is None and ttl is None and jwk_file is None:
-        raise click.UsageError("give --tools, --ttl or --jwk")
+    if tools is None and ttl is None and jwk_file is None and require_dpop is None:
+        raise click.UsageError("give --tools, --ttl, --jwk or --require-dpop/--allow-bearer")
     allowed = _tools(tools) if tools is not None else None
     lifetime = check_ttl(ttl, cfg.token_max_ttl) if ttl is not None else None
     jwk = _read_jwk(jwk_file) if jwk_file is not None else None
@@ -194,6 +220,7 @@ def clients_set(
             created=client.created,
             secret_hash=client.secret_hash,
             jwk=jwk if jwk is not None else client.jwk,
+            require_dpop=require_dpop if require_dpop is not None else client.require_dpop,
         )
 
     _update(ctx, client_id, change, "updated")

@@ -107,8 +107,17 @@ def token() -> None:
 @click.option("--ttl", required=True, type=int, help="Lifetime in seconds (max MCP_TOKEN_MAX_TTL).")
 @click.option("--sub", required=True, help="Subject: who or what the token is for.")
 @click.option("--aud", default=None, help="Audience (default MCP_TOKEN_AUDIENCE).")
+@click.option(
+    "--dpop-jkt",
+    default=None,
+    metavar="THUMBPRINT",
+    help="Bind the token to a DPoP key (RFC 9449): the base64url RFC 7638 SHA-256 thumbprint "
+    "of the client's public JWK; the token is then useless without that key's proofs.",
+)
 @click.pass_context
-def token_mint(ctx: click.Context, tools: str, ttl: int, sub: str, aud: str | None) -> None:
+def token_mint(
+    ctx: click.Context, *, tools: str, ttl: int, sub: str, aud: str | None, dpop_jkt: str | None
+) -> None:
     """Print a new signed access token on stdout."""
     cfg = settings(ctx)
     click.echo(
@@ -120,6 +129,7 @@ def token_mint(ctx: click.Context, tools: str, ttl: int, sub: str, aud: str | No
             ttl=ttl,
             audience=aud or cfg.token_audience,
             max_ttl=cfg.token_max_ttl,
+            dpop_jkt=dpop_jkt,
         )
     )
 

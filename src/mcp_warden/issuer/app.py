@@ -2,7 +2,7 @@
 
     GET  /.well-known/oauth-authorization-server[/path]   RFC 8414 metadata
     GET  [path]/jwks.json       the public signing keys (MCP_JWKS for the servers)
-    POST [path]/token           client_credentials (RFC 6749 4.4, RFC 7523, RFC 8707)
+    POST [path]/token           client_credentials (RFC 6749 4.4, RFC 7523, RFC 8707, DPoP RFC 9449)
     POST [path]/revoke          RFC 7009
     GET  [path]/authorize       400 unsupported_response_type (machine clients only)
     GET  /healthz               200 {"status": "ok"}
@@ -79,7 +79,8 @@ def issuer_app(issuer: Issuer, audit: AuditLog, limiter: FailureLimiter) -> Star
             )
             claimed = issuer.claimed_client(form, authorization)
             _check_limits(limiter, address, claimed)
-            issued = await anyio.to_thread.run_sync(issuer.issue, form, authorization)
+            dpop = request.headers.getlist("dpop")
+            issued = await anyio.to_thread.run_sync(issuer.issue, form, authorization, dpop)
         except OAuthError as exc:
             return _refused(
                 "token", exc=exc, claimed=claimed, address=address, audit=audit, limiter=limiter

@@ -60,6 +60,8 @@ class Client:
     created: int
     secret_hash: str | None = field(default=None, repr=False)
     jwk: Mapping[str, str] | None = None
+    require_dpop: bool = False
+    """RFC 9449: tokens only with a DPoP proof, bound to its key (`clients add --require-dpop`)."""
 
     @property
     def auth_method(self) -> AuthMethod:
@@ -88,6 +90,7 @@ class Client:
             "created": self.created,
             "secret_hash": self.secret_hash,
             "jwk": dict(self.jwk) if self.jwk is not None else None,
+            "require_dpop": self.require_dpop,
         }
         return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
@@ -105,9 +108,12 @@ class Client:
                 created=int(doc["created"]),
                 secret_hash=None if doc["secret_hash"] is None else str(doc["secret_hash"]),
                 jwk=None if jwk is None else {str(k): str(v) for k, v in jwk.items()},
+                require_dpop=doc.get("require_dpop", False),  # absent in records before DPoP
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"damaged client record ({exc!r})") from None
+        if type(client.require_dpop) is not bool:
+            raise ValueError("damaged client record: require_dpop is not a boolean")
         if (client.secret_hash is None) == (client.jwk is None):
             raise ValueError("damaged client record: neither or both of secret and key")
         return client
@@ -125,6 +131,7 @@ class Client:
             "tools": list(self.tools),
             "ttl": self.ttl,
             "auth": method,
+            "dpop": "required" if self.require_dpop else "optional",
             "created": self.created,
         }
 

@@ -19,6 +19,17 @@ client may have (no `scope`: all of them; none in common: `invalid_scope`);
 there is only one), else `invalid_target`; lifetime = the client's TTL,
 at most MCP_TOKEN_MAX_TTL. The token is `token mint`'s at+jwt with `sub` =
 `client_id` = the client and `scope` = the granted tools (RFC 9068).
+
+DPoP (RFC 9449 section 5): a token request with one `DPoP` header whose proof
+verifies (tokens/dpop.verify_proof: typ dpop+jwt, EdDSA or ES256, a public
+jwk, htm POST, htu the token endpoint, iat at most MCP_DPOP_MAX_AGE_SECONDS
+in the past and MCP_DPOP_FUTURE_SECONDS ahead, as `serve` checks) and whose
+(thumbprint, jti) the registry's replay cache has not seen, at any issuer
+process, gets a bound token: `cnf: {"jkt": thumbprint}`, `token_type: DPoP`.
+A bad proof, two DPoP headers, or no proof from a client registered with
+`--require-dpop` is `invalid_dpop_proof` (400). The proof is checked after
+client authentication (an unauthenticated request learns nothing of it) and
+its jti is spent only when the token is about to be minted.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +59,8 @@ from mcp_warden.issuer.clients import ALGORITHMS, MAX_CLIENT_ID_CHARS, Client, h
 from mcp_warden.issuer.keys import IssuerKeys
 from mcp_warden.issuer.oauth import OAuthError, basic_credentials, invalid_client, invalid_request
 from mcp_warden.issuer.registry import Registry, RegistryUnavailable, open_registry
+from mcp_warden.tokens.dpop import ALGORITHMS as DPOP_ALGORITHMS
+from mcp_warden.tokens.dpop import DpopError, Proof, verify_proof
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.jws import MalformedError, decode_segment, json_object
 from mcp_warden.tokens.keys import KeyDir
@@ -61,6 +74,7 @@ GRANT_TYPE = "client_credentials"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 RETRY_AFTER_SECONDS = 5
 SCOPES_CACHE_SECONDS = 1.0
+DPOP_REPLAY_PREFIX = "dpop:"  # replay-cache namespace: client_ids start with mcpw_
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _DUMMY_HASH = hash_secret("no client has this secret")
 _FAILED = (
@@ -79,11 +93,16 @@ class Issued:
     jti: str
     expires_in: int
     audience: str
+    jkt: str | None = None  # the DPoP key thumbprint a bound token names (cnf.jkt)
+
+    @property
+    def token_type(self) -> str:
+        return "DPoP" if self.jkt is not None else "Bearer"
 
     def response(self) -> dict[str, object]:
         return {
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            "token_type": self.token_type,
             "expires_in": self.expires_in,
             "scope": " ".join(self.tools),
         }
@@ -151,6 +170,7 @@ class Issuer:
         self.jwks_uri = base + "/jwks.json"
         self.authorization_endpoint = base + "/authorize"
         self.resources = settings.issuer_resources or (settings.token_audience,)
+        self.proof_window = (settings.dpop_max_age_seconds, settings.dpop_future_seconds)
         # RFC 7523: the issuer identifier or the token endpoint; a root issuer with or without "/".
         audiences = [self.issuer, self.token_endpoint]
         if urlsplit(self.issuer).path in ("", "/"):
@@ -213,6 +233,7 @@ class Issuer:
             "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "revocation_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
             "scopes_supported": self.scopes_supported(),
+            "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
         }
 
     def scopes_supported(self) -> list[str]:
@@ -358,17 +379,57 @@ class Issuer:
 
     # -- the token endpoint --------------------------------------------------------
 
-    def issue(self, form: Mapping[str, str], authorization: str | None) -> Issued:
-        """A token for an authenticated client_credentials request, or OAuthError."""
+    def issue(
+        self, form: Mapping[str, str], authorization: str | None, dpop: Sequence[str] = ()
+    ) -> Issued:
+        """A token for an authenticated client_credentials request, or OAuthError.
+
+        `dpop` holds the values of the request's DPoP headers (RFC 9449: at most one).
+        """
         with _unavailable_as_503():
             client = self.authenticate(form, authorization)
             try:
-                return self._grant(client, form)
+                proof = self._proof(client, dpop)
+                return self._grant(client, form, proof)
             except OAuthError as exc:
                 exc.client_id = client.client_id
                 raise
 
-    def _grant(self, client: Client, form: Mapping[str, str]) -> Issued:
+    def _proof(self, client: Client, dpop: Sequence[str]) -> Proof | None:
+        """The verified DPoP proof of a token request; None when there is none and may be none."""
+        if not dpop:
+            if client.require_dpop:
+                raise OAuthError(
+                    "invalid_dpop_proof",
+                    "this client gets DPoP-bound tokens only: send a DPoP proof (RFC 9449 "
+                    f"section 4) for POST {self.token_endpoint}",
+                    "dpop_required",
+                )
+            return None
+        if len(dpop) > 1:
+            raise _bad_proof(DpopError("multiple_proofs"))
+        try:
+            return verify_proof(
+                dpop[0],
+                method="POST",
+                url=self.token_endpoint,
+                access_token=None,
+                now=self._clock(),
+                window=self.proof_window,
+            )
+        except DpopError as exc:
+            raise _bad_proof(exc) from None
+
+    def _spend(self, proof: Proof) -> None:
+        """Record the proof's jti in the shared replay cache; invalid_dpop_proof if seen before."""
+        now = int(self._clock())
+        keep_until = int(proof.iat + self.proof_window[0]) + 1  # then its iat is out of the window
+        if not self.registry.use_assertion(
+            DPOP_REPLAY_PREFIX + proof.jkt, proof.jti, max(keep_until, now + 1), now
+        ):
+            raise _bad_proof(DpopError("replayed"))
+
+    def _grant(self, client: Client, form: Mapping[str, str], proof: Proof | None) -> Issued:
         grant_type = form.get("grant_type")
         if grant_type is None:
             raise invalid_request("grant_type is required: client_credentials", "no_grant_type")
@@ -381,6 +442,8 @@ class Issuer:
         tools = self._granted(client, form.get("scope"))
         audience = self._audience(form.get("resource"))
         ttl = min(client.ttl, self.settings.token_max_ttl)
+        if proof is not None:
+            self._spend(proof)
         token = mint(
             self.settings.keys_dir,
             issuer=self.issuer,
@@ -392,8 +455,10 @@ class Issuer:
             clock=self._clock,
             extra_claims={"client_id": client.client_id, "scope": " ".join(tools)},
             signing_key=self.keys.signing_key(),
+            dpop_jkt=proof.jkt if proof is not None else None,
         )
-        return Issued(client.client_id, token, tools, _jti_of(token), ttl, audience)
+        jkt = proof.jkt if proof is not None else None
+        return Issued(client.client_id, token, tools, _jti_of(token), ttl, audience, jkt)
 
     def _granted(self, client: Client, scope: str | None) -> tuple[str, ...]:
         if scope is None:
@@ -482,6 +547,11 @@ class Issuer:
         if not isinstance(claims["jti"], str) or type(claims["exp"]) is not int:
             return None
         return claims
+
+
+def _bad_proof(exc: DpopError) -> OAuthError:
+    """invalid_dpop_proof (RFC 9449 section 5): the fixed description of the reason, no proof."""
+    return OAuthError("invalid_dpop_proof", str(exc), f"dpop_{exc.reason}")
 
 
 @contextlib.contextmanager

@@ -12,7 +12,10 @@ primary-key lookup, or one Redis HGET), so `clients set`, `rotate-secret`
 and `remove` take effect on every issuer process with the next request,
 well within a second. The store also keeps the replay cache of
 `private_key_jwt` assertions (each (client, jti) once until the assertion
-expires), so an assertion used at one issuer process is refused at all.
+expires), so an assertion used at one issuer process is refused at all; the
+token endpoint's DPoP proofs share it (each (key thumbprint, jti) once, under
+a `dpop:` namespace no client_id can take, until the proof's iat leaves the
+window).
 """
 
 from __future__ import annotations
