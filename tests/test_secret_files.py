@@ -20,11 +20,13 @@ import pytest
 import redis
 
 from mcp_warden.config import CREDENTIALS_DIRECTORY, Settings, credential_name
+from mcp_warden.demo.harness import call_http
 from mcp_warden.errors import ConfigError
 from mcp_warden.issuer.registry import open_registry
 from mcp_warden.tokens.revocation import open_denylist
 from mcp_warden.tokens.revocation.redis import connect
 from tests.support.redis_server import RedisServer
+from tests.support.server import deployment, run
 
 KEY = "ab" * 32
 SECRET_VARIABLES = [f.metadata["env"] for f in fields(Settings) if f.metadata["secret"]]
@@ -256,22 +258,28 @@ def test_the_redis_password_from_a_file_opens_both_stores(
 
 
 @pytest.mark.slow
-def test_serve_uses_the_key_file_and_the_key_is_not_in_its_environ(tmp_path: Path) -> None:
-    from mcp_warden.demo.harness import call_http
-    from tests.support.server import deployment, run
-
+@pytest.mark.parametrize("given_as", ["MCP_ENCRYPTION_KEY_FILE", "systemd credential"])
+def test_serve_uses_the_key_file_and_the_key_is_not_in_its_environ(
+    tmp_path: Path, given_as: str
+) -> None:
     with deployment(tmp_path) as lab:
         master = lab.env.pop("MCP_ENCRYPTION_KEY")
-        key_file = secret_file(tmp_path / "master.key", master + "\n")
-        with lab.serve(env={"MCP_ENCRYPTION_KEY_FILE": str(key_file)}) as server:
+        if given_as == "MCP_ENCRYPTION_KEY_FILE":
+            key_file = secret_file(tmp_path / "master.key", master + "\n")
+            env = {"MCP_ENCRYPTION_KEY_FILE": str(key_file)}
+        else:
+            directory = credentials(tmp_path, mcp_encryption_key=master + "\n")
+            key_file = directory / "mcp_encryption_key"
+            env = {CREDENTIALS_DIRECTORY: str(directory)}
+        with lab.serve(env=env) as server:
             token = lab.mint(["web_search"])
             result = run(lambda: call_http(server.url, token, "web_search", {"query": "q"}))
             assert not result.is_error  # the stub accepted the key decrypted with the master key
             environ = Path(f"/proc/{server.proc.pid}/environ").read_bytes()
             assert server.proc.poll() is None  # read while it runs
         names = [entry.split(b"=", 1)[0] for entry in environ.split(b"\0") if entry]
-        assert b"MCP_ENCRYPTION_KEY_FILE" in names
+        assert next(iter(env)).encode() in names  # what it was given instead
         assert b"MCP_ENCRYPTION_KEY" not in names
         assert master.encode() not in environ
         assert lab.api_key.encode() not in environ
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(key_file.stat().st_mode) in (0o600, 0o400)
