@@ -130,7 +130,7 @@ def _secret_text(variable: str, env: Mapping[str, str]) -> str | None:
                 f"(the secret stays out of the environment) and unset {variable}"
             )
         path = Path(file_name)
-        systemd = bool(credentials) and path.parent == Path(credentials or ".")
+        systemd = credentials is not None and credentials != "" and path.parent == Path(credentials)
         return read_secret(path, what=file_variable, systemd=systemd)
     if credentials:
         name = credential_name(variable)
