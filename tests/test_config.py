@@ -82,6 +82,7 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "jwks_refresh_seconds": ("MCP_JWKS_REFRESH_SECONDS", 1.0),
     "jwks_max_age_seconds": ("MCP_JWKS_MAX_AGE_SECONDS", 60.0),
     "revocation_url": ("MCP_REVOCATION_URL", "sqlite:///./revocations.db"),
+    "redis_password": ("MCP_REDIS_PASSWORD", None),
     "revocation_refresh_seconds": ("MCP_REVOCATION_REFRESH_SECONDS", 0.5),
     "revocation_stale_seconds": ("MCP_REVOCATION_STALE_SECONDS", 30.0),
     "token": ("MCP_TOKEN", None),
@@ -120,7 +121,8 @@ def test_the_readme_documents_every_variable() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, flags=re.MULTILINE))
-    assert documented == {variable for variable, _ in CONTRACT.values()}
+    secrets = {f.metadata["env"] + "_FILE" for f in fields(Settings) if f.metadata["secret"]}
+    assert documented == {variable for variable, _ in CONTRACT.values()} | secrets
 
 
 # Names under which a module could restate a setting's default (a field name's last words).

@@ -6,6 +6,23 @@ settings explicitly. Each field of `Settings` is one row of the table: its
 default and the variable that overrides it. `from_env` leaves an unset
 variable to that default, and a module that offers a default of its own takes
 it from `DEFAULTS`, never from a second literal.
+
+Secrets (the master keys, the Redis password, a token) can also come from a
+file, so that they never sit in the process environment, where
+/proc/<pid>/environ, crash reporters and child processes can read them. For a
+secret variable such as MCP_ENCRYPTION_KEY, in this order:
+
+1. `MCP_ENCRYPTION_KEY_FILE=/path`: the file's text (the `_FILE` convention of
+   container platforms). Setting it and MCP_ENCRYPTION_KEY is an error.
+2. `$CREDENTIALS_DIRECTORY/mcp_encryption_key` (the variable's name in lower
+   case), when systemd passes that credential (`LoadCredential=`). The
+   variable set as well is an error.
+3. `MCP_ENCRYPTION_KEY` itself.
+
+Files are read by `credentials.files.read_secret`: never through a link,
+owned by this user and refused when group or others can access them (a
+systemd credential may be root's and 0440: see there why), trailing newline
+stripped.
 """
 
 from __future__ import annotations
@@ -18,6 +35,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from mcp_warden.credentials.files import read_secret
 from mcp_warden.errors import ConfigError
 
 ScavioProfile = Literal["scavio-v2", "tutorial"]
@@ -90,9 +108,49 @@ def _urls(name: str, raw: str) -> tuple[str, ...]:
     return urls
 
 
-def _env(variable: str, parse: Parse = _text) -> dict[str, Any]:
-    """A field's metadata: the environment variable that sets it, and how its text is read."""
-    return {"env": variable, "parse": parse}
+def _env(variable: str, parse: Parse = _text, *, secret: bool = False) -> dict[str, Any]:
+    """A field's metadata: the environment variable that sets it, and how its text is read.
+
+    `secret`: it may also come from `VARIABLE_FILE` or a systemd credential.
+    """
+    return {"env": variable, "parse": parse, "secret": secret}
+
+
+FILE_SUFFIX = "_FILE"
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+
+
+def credential_name(variable: str) -> str:
+    """The systemd credential that holds a secret variable: its name in lower case."""
+    return variable.lower()
+
+
+def _secret_text(variable: str, env: Mapping[str, str]) -> str | None:
+    """A secret variable's text: from VARIABLE_FILE, a systemd credential, or the variable."""
+    value = env.get(variable) or None
+    file_variable = variable + FILE_SUFFIX
+    file_name = env.get(file_variable)
+    credentials = env.get(CREDENTIALS_DIRECTORY)
+    if file_name:
+        if value is not None:
+            raise ConfigError(
+                f"both {variable} and {file_variable} are set; set only {file_variable} "
+                f"(the secret stays out of the environment) and unset {variable}"
+            )
+        path = Path(file_name)
+        systemd = credentials is not None and credentials != "" and path.parent == Path(credentials)
+        return read_secret(path, what=file_variable, systemd=systemd)
+    if credentials:
+        name = credential_name(variable)
+        path = Path(credentials) / name
+        if os.path.lexists(path):
+            if value is not None:
+                raise ConfigError(
+                    f"{variable} is set and systemd passes the credential {name} "
+                    f"({path}); unset {variable}"
+                )
+            return read_secret(path, what=f"the systemd credential {name}", systemd=True)
+    return value
 
 
 def _jwks_in(keys_dir: Path) -> str:
@@ -112,12 +170,14 @@ class Settings:
     """
 
     encryption_key: str | None = field(
-        default=None, repr=False, metadata=_env("MCP_ENCRYPTION_KEY")
+        default=None, repr=False, metadata=_env("MCP_ENCRYPTION_KEY", secret=True)
     )
     new_encryption_key: str | None = field(
-        default=None, repr=False, metadata=_env("MCP_NEW_ENCRYPTION_KEY")
+        default=None, repr=False, metadata=_env("MCP_NEW_ENCRYPTION_KEY", secret=True)
     )
-    fernet_key: str | None = field(default=None, repr=False, metadata=_env("MCP_FERNET_KEY"))
+    fernet_key: str | None = field(
+        default=None, repr=False, metadata=_env("MCP_FERNET_KEY", secret=True)
+    )
     credentials_file: Path = field(
         default=Path("mcp_credentials.enc"), metadata=_env("MCP_CREDENTIALS_FILE", _path)
     )
@@ -148,13 +208,17 @@ class Settings:
     revocation_url: str = field(
         default="sqlite:///./revocations.db", repr=False, metadata=_env("MCP_REVOCATION_URL")
     )
+    # the password of the Redis in MCP_REVOCATION_URL and MCP_CLIENTS_URL, kept out of the URLs
+    redis_password: str | None = field(
+        default=None, repr=False, metadata=_env("MCP_REDIS_PASSWORD", secret=True)
+    )
     revocation_refresh_seconds: float = field(
         default=0.5, metadata=_env("MCP_REVOCATION_REFRESH_SECONDS", _seconds)
     )
     revocation_stale_seconds: float = field(
         default=30.0, metadata=_env("MCP_REVOCATION_STALE_SECONDS", _seconds)
     )
-    token: str | None = field(default=None, repr=False, metadata=_env("MCP_TOKEN"))
+    token: str | None = field(default=None, repr=False, metadata=_env("MCP_TOKEN", secret=True))
     # serve, HTTP: DPoP (RFC 9449). 1: refuse every token without a key binding (cnf.jkt)
     require_dpop: bool = field(default=False, metadata=_env("MCP_REQUIRE_DPOP", _flag))
     # how far in the past and in the future a DPoP proof's iat may be
@@ -168,7 +232,7 @@ class Settings:
     dpop_nonce: bool = field(default=False, metadata=_env("MCP_DPOP_NONCE", _flag))
     # the secret every replica shares to make and check nonces (at least 32 characters)
     dpop_nonce_key: str | None = field(
-        default=None, repr=False, metadata=_env("MCP_DPOP_NONCE_KEY")
+        default=None, repr=False, metadata=_env("MCP_DPOP_NONCE_KEY", secret=True)
     )
     scavio_base_url: str = field(
         default="https://api.scavio.dev", repr=False, metadata=_env("SCAVIO_BASE_URL", _base_url)
@@ -202,12 +266,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from `environ` (default: `os.environ`); an empty variable is unset."""
+        """Read settings from `environ` (default: `os.environ`); an empty variable is unset.
+
+        Secret settings may come from files instead (see the module's docstring).
+        """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for setting in fields(cls):
             variable, parse = setting.metadata["env"], setting.metadata["parse"]
-            raw = env.get(variable)
+            raw = _secret_text(variable, env) if setting.metadata["secret"] else env.get(variable)
             if raw:
                 values[setting.name] = parse(variable, raw)
         # The two defaults that depend on something else than the table.
@@ -224,7 +291,8 @@ class Settings:
         if self.encryption_key is None:
             raise ConfigError(
                 "MCP_ENCRYPTION_KEY is not set; create one with `mcp-warden keygen` "
-                "and export it (64 hex characters)"
+                "(64 hex characters) and put it in a 0600 file named by "
+                "MCP_ENCRYPTION_KEY_FILE (or export MCP_ENCRYPTION_KEY)"
             )
         return self.encryption_key
 

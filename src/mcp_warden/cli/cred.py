@@ -251,7 +251,8 @@ def rekey_(ctx: click.Context) -> None:
     old = parse_key(s.require_encryption_key())
     if s.new_encryption_key is None:
         raise ConfigError(
-            "MCP_NEW_ENCRYPTION_KEY is not set; create it with `mcp-warden keygen` and export it"
+            "MCP_NEW_ENCRYPTION_KEY is not set; create it with `mcp-warden keygen` and export "
+            "it, or name a 0600 file holding it in MCP_NEW_ENCRYPTION_KEY_FILE"
         )
     new = parse_key(s.new_encryption_key, "MCP_NEW_ENCRYPTION_KEY")
     result = rekey(s.credentials_file, old, new, _log(s))

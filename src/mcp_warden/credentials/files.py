@@ -154,17 +154,7 @@ def open_private(path: Path, flags: int, *, what: str, mode: int = 0o600) -> int
     an append, a truncation or a chmod. A file readable by group or others is
     kept but warned about (`warn_if_exposed`).
     """
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ConfigError(
-                f"{what} {path} is a symbolic link; mcp-warden does not follow links to its "
-                "files: point the setting at the real file or remove the link"
-            ) from None
-        if exc.errno == errno.ENXIO:  # a FIFO with no reader
-            raise ConfigError(f"{what} {path} is not a regular file; fix the path") from None
-        raise
+    fd = _open_nofollow(path, flags, what, mode)
     try:
         st = os.fstat(fd)
         _check_own_regular_file(path, st, what)
@@ -174,6 +164,86 @@ def open_private(path: Path, flags: int, *, what: str, mode: int = 0o600) -> int
         os.close(fd)
         raise
     return fd
+
+
+SECRET_FILE_MAX_BYTES = 64 * 1024
+
+
+def read_secret(path: Path, *, what: str, systemd: bool = False) -> str:
+    """The text of a secret file (a master key, a password), without its trailing newline.
+
+    Opened without following a link; it must be a regular, non-empty UTF-8 file
+    of at most 64 KiB, owned by this user and private to it (mode 0600 or
+    0400): anything readable by group or others is refused, never just warned
+    about, with a ConfigError naming `what` and `chmod 600`.
+
+    `systemd=True` is for a credential systemd placed in $CREDENTIALS_DIRECTORY
+    (`LoadCredential=`). systemd writes those files itself, 0400, into a
+    read-only directory only the service's user can enter; where it cannot
+    chown them it leaves them owned by root with an ACL for that user, which
+    shows as mode 0440 (the ACL mask in the group bits). So a credential may
+    also be owned by root and have the group read bit; anything else (a write
+    or execute bit for group, any bit for others) is still refused.
+    """
+    try:
+        fd = _open_nofollow(path, os.O_RDONLY, what, 0)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist; fix the path") from None
+    except PermissionError:
+        raise ConfigError(
+            f"{what} {path} cannot be read by this user; make that user its owner "
+            f"(`chown`) and run `chmod 600 {path}`"
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file; fix the path")
+        if st.st_uid != os.geteuid() and not (systemd and st.st_uid == 0):
+            raise ConfigError(
+                f"{what} {path} belongs to another user (uid {st.st_uid}); make the user "
+                f"mcp-warden runs as its owner (`chown`) and run `chmod 600 {path}`"
+            )
+        allowed = stat.S_IRGRP if systemd else 0
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) & ~allowed:
+            raise ConfigError(
+                f"{what} {path} is accessible to group or others (mode "
+                f"{stat.S_IMODE(st.st_mode):03o}); mcp-warden refuses to read a secret "
+                f"from it: run `chmod 600 {path}`"
+            )
+        os.set_blocking(fd, True)
+        data = b""
+        while len(data) <= SECRET_FILE_MAX_BYTES:
+            chunk = os.read(fd, SECRET_FILE_MAX_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > SECRET_FILE_MAX_BYTES:
+        raise ConfigError(f"{what} {path} is over 64 KiB, not a secret file; fix the path")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text; fix the file") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ConfigError(f"{what} {path} is empty; write the secret into it")
+    return text
+
+
+def _open_nofollow(path: Path, flags: int, what: str, mode: int) -> int:
+    """os.open without following a final link, non-blocking (a FIFO must not hang us)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(
+                f"{what} {path} is a symbolic link; mcp-warden does not follow links to its "
+                "files: point the setting at the real file or remove the link"
+            ) from None
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader
+            raise ConfigError(f"{what} {path} is not a regular file; fix the path") from None
+        raise
 
 
 def refuse_link(path: Path, what: str) -> None:

@@ -85,7 +85,12 @@ def open_registry(settings: Settings) -> Registry:
         from mcp_warden.issuer.registry.redis import RedisRegistry  # noqa: PLC0415
         from mcp_warden.tokens.revocation.redis import connect  # noqa: PLC0415
 
-        client, where = connect(url, setting="MCP_CLIENTS_URL", name="mcp-warden-clients")
+        client, where = connect(
+            url,
+            setting="MCP_CLIENTS_URL",
+            name="mcp-warden-clients",
+            password=settings.redis_password,
+        )
         return RedisRegistry(client, where)
     # Never echo the URL: it may carry a Redis password.
     raise ConfigError(f"MCP_CLIENTS_URL scheme {scheme!r} is not supported; use {URL_FORMS}")

@@ -97,7 +97,7 @@ def open_denylist(
     elif scheme in ("redis", "rediss"):
         from mcp_warden.tokens.revocation.redis import RedisStore, connect  # noqa: PLC0415
 
-        client, where = connect(url)
+        client, where = connect(url, password=settings.redis_password)
         store = RedisStore(client, where, max_ttl=max_ttl, leeway=leeway)
     else:
         # Never echo the URL: it may carry a Redis password.

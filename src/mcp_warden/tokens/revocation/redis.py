@@ -65,9 +65,18 @@ _BATCH = 10_000
 
 
 def connect(
-    url: str, *, setting: str = "MCP_REVOCATION_URL", name: str = "mcp-warden-revocation"
+    url: str,
+    *,
+    setting: str = "MCP_REVOCATION_URL",
+    name: str = "mcp-warden-revocation",
+    password: str | None = None,
 ) -> tuple[redis.Redis, str]:
     """A client for `redis://[user:password@]host[:port][/db]` (or rediss://), and "host:port".
+
+    `password` (MCP_REDIS_PASSWORD, usually from MCP_REDIS_PASSWORD_FILE or a
+    systemd credential) authenticates when the URL holds none: with the URL's
+    user name for an ACL user, as `default` otherwise. A URL with a password
+    of its own as well is refused: which one counts would be a guess.
 
     Short timeouts and a single retry without backoff: a dead Redis costs a
     sync or a revocation about a second, never a stuck thread. `setting` is the
@@ -91,12 +100,17 @@ def connect(
             f"{setting} is not a Redis URL we accept; use "
             "redis://[user:password@]host[:port][/db] or rediss://... (TLS), no query"
         )
+    if password is not None and parts.password:
+        raise ConfigError(
+            f"{setting} holds a password and MCP_REDIS_PASSWORD (or MCP_REDIS_PASSWORD_FILE) "
+            f"is set too; remove the password from {setting}"
+        )
     client = redis.Redis(
         host=parts.hostname,
         port=port,
         db=int(db or 0),
         username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        password=unquote(parts.password) if parts.password else password,
         ssl=parts.scheme == "rediss",
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=COMMAND_TIMEOUT_SECONDS,
