@@ -6,9 +6,13 @@ The store is the one `MCP_REVOCATION_URL` names, as for revocations:
 
 - `redis://` / `rediss://`: `SET key 1 NX EX ttl`, one round trip, atomic across
   every replica on every host;
-- `sqlite:///...`: a `dpop_replay` table in the revocation database, one
-  INSERT that only succeeds for an unseen (or expired) key, every process on
-  one host;
+- `sqlite:///path`: a `dpop_replay` table in `path.dpop`, a database file
+  beside the revocation database, one INSERT that only succeeds for an unseen
+  (or expired) key, every process on one host. Not in the revocation file
+  itself: opening that file a second time in a server process (the checks
+  before SQLite opens it use a descriptor of their own) would drop the POSIX
+  locks the revocation store's connection holds, and another process could
+  then checkpoint and delete the live WAL under it;
 - `memory://`: a bounded dict, this process only.
 
 Keys are SHA-256 of (jkt, jti), so a hostile jti costs 32 bytes. Failing
@@ -92,14 +96,18 @@ class MemoryReplayCache:
 
 
 class SqliteReplayCache:
-    """Every process on one host: a table in the revocation database (WAL, busy timeout)."""
+    """Every process on one host: a table in `<revocation database>.dpop` (WAL, busy timeout)."""
 
     def __init__(self, url: str, *, clock: Clock = time.time) -> None:
-        from mcp_warden.tokens.revocation.sqlite import _open  # noqa: PLC0415 - same file
+        from mcp_warden.tokens.revocation.sqlite import _open  # noqa: PLC0415 - same checks
 
-        path = sqlite_path(url)
+        revocations = sqlite_path(url)
+        path = revocations.with_name(revocations.name + ".dpop")
         self._db, _ = _open(path)
         try:
+            # WAL with NORMAL: an entry survives a process crash, not a power loss, and a
+            # request costs no fsync (a proof lives a minute; revocations stay FULL).
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             self._db.close()
