@@ -1,4 +1,4 @@
-"""DpopLayer, the adapter's binding checks, nonces, the Python client's Auth and provider, in-process.
+"""DpopLayer, the adapter's checks, nonces, the Python client's Auth and provider, in-process.
 
 The SDK is stood in for by `sdk_like`: it reads `Authorization: Bearer` from
 the scope, as BearerAuthBackend does, and answers 401 when `verify_token`
