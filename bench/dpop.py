@@ -5,20 +5,38 @@ proofs, then times raw Ed25519 verifies of them, `verify_proof` alone, and
 the whole per-request check of `serve`'s DpopLayer in-process (proof, the
 token from the verifier's cache, the memory replay cache), next to a bearer
 request's check (the cached token alone).
+
+Then through a real `mcp-warden serve` over HTTP (as bench/server.py: the
+stub upstream, raw JSON-RPC `tools/call web_search` POSTs, keep-alive, 1 and
+16 concurrent clients): calls/s and p50 of requests with a DPoP-bound token
+and a fresh proof each, against the same server's bearer calls in the same
+rounds (alternating order). MCP_REVOCATION_URL is SQLite, as bench/server.py,
+so the replay cache is too: one SQLite write per DPoP call. The proofs of a
+round are signed just before it, so the figures are the server's cost;
+signing is the client's (one Ed25519 signature per request).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import secrets
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import Figure
+from bench.server import BANNER, BODY, percentile
+from mcp_warden.credentials.envelope import parse_key
+from mcp_warden.credentials.store import CredentialStore
+from mcp_warden.demo.harness import background, cli_env, free_port, stub_process, wait_for_line
 from mcp_warden.tokens.dpop import public_jwk, sign_proof, thumbprint, verify_proof
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.jwks import FileJwks
@@ -33,9 +51,21 @@ SECTION = "DPoP"
 ROUNDS = 7
 PER_ROUND = 300
 WINDOW = (60.0, 5.0)
+HTTP_ROUNDS = 3
+HTTP_CALLS = ((1, 100), (16, 20))  # (clients, calls per client per round): a few seconds
+HTTP_AUDIENCE = "http://127.0.0.1:8000/mcp"
+JSONRPC = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": "2025-11-25",
+}
 
 
 def run() -> list[Figure]:
+    return [*_in_process(), *_over_http()]
+
+
+def _in_process() -> list[Figure]:
     client = Ed25519PrivateKey.generate()
     public = client.public_key()
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,3 +144,118 @@ def run() -> list[Figure]:
         ),
         Figure(SECTION, "bearer request check (cached token)", med["bearer"], "us"),
     ]  # fmt: skip
+
+
+async def _client(url: str, requests: list[dict[str, str]], latencies: list[float]) -> None:
+    async with httpx.AsyncClient(headers=JSONRPC, trust_env=False, timeout=30.0) as http:
+        for headers in requests:
+            start = time.perf_counter()
+            response = await http.post(url, content=BODY, headers=headers)
+            latencies.append(time.perf_counter() - start)
+            if response.status_code != 200 or b'"isError":false' not in response.content:
+                raise RuntimeError(f"bad answer {response.status_code}: {response.text[:200]}")
+
+
+async def _round(url: str, per_client: list[list[dict[str, str]]]) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    start = time.perf_counter()
+    await asyncio.gather(*(_client(url, requests, latencies) for requests in per_client))
+    return len(latencies) / (time.perf_counter() - start), latencies
+
+
+async def _measure(
+    url: str, bearer: str, bound: str, key: Ed25519PrivateKey
+) -> dict[tuple[str, int], tuple[float, float]]:
+    """(variant, clients) -> (median calls/s, p50 ms)."""
+
+    def requests(variant: str, clients: int, calls: int) -> list[list[dict[str, str]]]:
+        if variant == "bearer":
+            return [[{"Authorization": f"Bearer {bearer}"}] * calls for _ in range(clients)]
+        now = time.time()
+        return [
+            [
+                {
+                    "Authorization": f"DPoP {bound}",
+                    "DPoP": sign_proof(
+                        key, method="POST", url=HTTP_AUDIENCE, now=now, access_token=bound
+                    ),
+                }
+                for _ in range(calls)
+            ]
+            for _ in range(clients)
+        ]
+
+    variants = ("bearer", "DPoP")
+    for variant in variants:  # warm up: connections, the verifier's cache, the stub
+        await _round(url, requests(variant, 4, 25))
+    results: dict[tuple[str, int], tuple[float, float]] = {}
+    for clients, calls in HTTP_CALLS:
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        pooled: dict[str, list[float]] = {name: [] for name in variants}
+        for index in range(HTTP_ROUNDS):
+            for variant in variants[index % 2 :] + variants[: index % 2]:
+                rate, latencies = await _round(url, requests(variant, clients, calls))
+                rates[variant].append(rate)
+                pooled[variant] += latencies
+        for variant in variants:
+            p50 = percentile(pooled[variant], 0.5) * 1000
+            results[variant, clients] = (statistics.median(rates[variant]), p50)
+    return results
+
+
+def _over_http() -> list[Figure]:
+    api_key = "sk_bench_" + secrets.token_urlsafe(24)
+    key = Ed25519PrivateKey.generate()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        root = Path(tmp)
+        master = secrets.token_hex(32)
+        KeyDir(root / "keys").new()
+        CredentialStore(root / "creds.enc", parse_key(master)).set("scavio_api_key", api_key)
+        stub = stack.enter_context(stub_process(root, [api_key]))
+        env = cli_env(
+            {
+                "MCP_ENCRYPTION_KEY": master,
+                "MCP_CREDENTIALS_FILE": str(root / "creds.enc"),
+                "MCP_KEYS_DIR": str(root / "keys"),
+                "MCP_REVOCATION_URL": f"sqlite:///{root / 'revocations.db'}",
+                "MCP_AUDIT_LOG": str(root / "audit.jsonl"),
+                "MCP_TOKEN_AUDIENCE": HTTP_AUDIENCE,
+                "SCAVIO_BASE_URL": stub.url,
+            }
+        )
+        argv = [sys.executable, "-m", "mcp_warden", "serve", "--port", str(free_port())]
+        log = root / "serve.log"
+        proc = stack.enter_context(background(argv, env=env, log=log))
+        url = wait_for_line(log, proc, BANNER, 60.0).removeprefix(BANNER)
+        tokens = {
+            name: mint(
+                root / "keys",
+                issuer="mcp-warden",
+                sub=f"bench-{name}",
+                tools=["web_search"],
+                ttl=3600,
+                audience=HTTP_AUDIENCE,
+                extra_claims=claims,
+            )
+            for name, claims in (
+                ("bearer", None),
+                ("dpop", {"cnf": {"jkt": thumbprint(public_jwk(key))}}),
+            )
+        }
+        results = asyncio.run(_measure(url, tokens["bearer"], tokens["dpop"], key))
+    figures = []
+    for clients, _ in HTTP_CALLS:
+        who = f"{clients} client{'s' if clients > 1 else ''}"
+        dpop, bearer = results["DPoP", clients], results["bearer", clients]
+        for index, (what, unit) in enumerate((("calls/s", "calls/s"), ("p50", "ms"))):
+            figures.append(
+                Figure(
+                    SECTION,
+                    f"serve over HTTP, DPoP (a proof per call, SQLite replay cache), {what}, {who}",
+                    dpop[index],
+                    unit,
+                    f"bearer, same server, {who}",
+                    bearer[index],
+                )
+            )
+    return figures

@@ -1,4 +1,4 @@
-"""DpopLayer, the adapter's binding checks, nonces and the Python client's Auth, in-process.
+"""DpopLayer, the adapter's checks, nonces, the Python client's Auth and provider, in-process.
 
 The SDK is stood in for by `sdk_like`: it reads `Authorization: Bearer` from
 the scope, as BearerAuthBackend does, and answers 401 when `verify_token`
@@ -14,11 +14,12 @@ from typing import Any
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mcp.client.auth import OAuthTokenError
 from mcp.server import MCPServer
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_warden.config import Settings
-from mcp_warden.dpop_client import DPoPAuth
+from mcp_warden.dpop_client import DPoPAuth, DPoPClientCredentialsProvider
 from mcp_warden.errors import ConfigError
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.auth import ChallengeLayer, TokenVerifierAdapter
@@ -28,6 +29,7 @@ from mcp_warden.tokens.dpop_nonce import NonceSource
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.replay import MemoryReplayCache
 from mcp_warden.warden import Warden
+from tests.replicas.test_dpop_python_client import MemoryTokens
 from tests.support.server import audit_lines, run
 from tests.support.tokens import AUDIENCE, TokenLab
 
@@ -231,3 +233,73 @@ def test_stdio_refuses_a_bound_token(lab: TokenLab) -> None:
     server = MCPServer("t", **warden.server_options())
     with pytest.raises(ConfigError, match="bound to a DPoP key"):
         run(lambda: warden.serve_stdio(server))
+
+
+@pytest.mark.parametrize("token_type", ["DPoP", "Bearer"])
+def test_the_client_credentials_provider_gets_and_uses_only_a_bound_token(token_type: str) -> None:
+    key = Ed25519PrivateKey.generate()
+    issuer = "https://auth.example.test"
+    prm = "http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp"  # AUDIENCE's
+    sent: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        url = str(request.url)
+        if url == prm:
+            return httpx2.Response(
+                200, json={"resource": AUDIENCE, "authorization_servers": [issuer]}
+            )
+        if url == issuer + "/.well-known/oauth-authorization-server":
+            return httpx2.Response(
+                200,
+                json={
+                    "issuer": issuer,
+                    "token_endpoint": issuer + "/token",
+                    "authorization_endpoint": issuer + "/authorize",
+                    "response_types_supported": ["code"],
+                },
+            )
+        if url == issuer + "/token":
+            answer = {"access_token": "tok.en.x", "token_type": token_type, "expires_in": 300}
+            return httpx2.Response(200, json=answer)
+        if "authorization" not in request.headers:
+            challenge = f'Bearer error="invalid_token", resource_metadata="{prm}"'
+            return httpx2.Response(401, headers={"www-authenticate": challenge})
+        return httpx2.Response(200, json={})
+
+    provider = DPoPClientCredentialsProvider(
+        key,
+        server_url=AUDIENCE,
+        storage=MemoryTokens(),
+        client_id="mcpw_c",
+        client_secret="s3cret",
+        issuer=issuer,
+    )
+
+    async def go() -> int:
+        async with httpx2.AsyncClient(
+            auth=provider, transport=httpx2.MockTransport(handler)
+        ) as http:
+            return (await http.post(AUDIENCE, content=b"{}")).status_code
+
+    if token_type == "Bearer":
+        with pytest.raises(OAuthTokenError, match="not DPoP-bound"):
+            run(go)
+        assert not any(r.headers.get("authorization", "").startswith("DPoP") for r in sent)
+        return
+    assert run(go) == 200
+    [token_request] = [r for r in sent if str(r.url) == issuer + "/token"]
+    checked = verify_proof(
+        token_request.headers["dpop"],
+        method="POST",
+        url=issuer + "/token",
+        access_token=None,
+        now=time.time(),
+    )
+    assert checked.jkt == provider.jkt == thumbprint(public_jwk(key))
+    last = sent[-1]
+    assert last.headers["authorization"] == "DPoP tok.en.x"
+    used = verify_proof(
+        last.headers["dpop"], method="POST", url=AUDIENCE, access_token="tok.en.x", now=time.time()
+    )
+    assert used.jkt == provider.jkt
