@@ -33,6 +33,7 @@ import redis
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
+from mcp_warden.sqlitefile import SqliteFile
 from mcp_warden.tokens.dpop import DpopError
 from mcp_warden.tokens.revocation import sqlite_path
 from mcp_warden.tokens.revocation.rules import Clock
@@ -99,19 +100,18 @@ class SqliteReplayCache:
     """Every process on one host: a table in `<revocation database>.dpop` (WAL, busy timeout)."""
 
     def __init__(self, url: str, *, clock: Clock = time.time) -> None:
-        from mcp_warden.tokens.revocation.sqlite import _open  # noqa: PLC0415 - same checks
-
         revocations = sqlite_path(url)
-        path = revocations.with_name(revocations.name + ".dpop")
-        self._db, _ = _open(path)
-        try:
-            # WAL with NORMAL: an entry survives a process crash, not a power loss, and a
-            # request costs no fsync (a proof lives a minute; revocations stay FULL).
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise RevocationStoreError(f"cannot use the DPoP replay table in {path}") from exc
+        self._file = SqliteFile(
+            revocations.with_name(revocations.name + ".dpop"),
+            name="the DPoP replay cache",
+            setting="MCP_REVOCATION_URL",
+            error=RevocationStoreError,
+            schema=_SCHEMA,
+            # an entry survives a process crash, not a power loss, and a request costs no
+            # fsync (a proof lives a minute; revocations stay FULL)
+            synchronous="NORMAL",
+        )
+        self._db, _ = self._file.open()
         self._clock = clock
         self._lock = threading.Lock()
         self._writes = 0

@@ -18,23 +18,16 @@ backup, so no process keeps serving a registry an operator replaced.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mcp_warden.credentials.files import open_private
-from mcp_warden.errors import ConfigError
+from mcp_warden.errors import WardenError
 from mcp_warden.issuer.clients import Client, ClientsError
 from mcp_warden.issuer.registry import RegistryUnavailable, UnknownClient
-
-BUSY_TIMEOUT_SECONDS = 5.0
-_WHAT = "the client registry of MCP_CLIENTS_URL"
-
-Identity = tuple[int, int]
+from mcp_warden.sqlitefile import Followed, SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (
@@ -62,8 +55,14 @@ class SqliteRegistry:
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None
-        self._db, self._identity = _open(self.path)
+        self._file = SqliteFile(
+            self.path,
+            name="the client registry",
+            setting="MCP_CLIENTS_URL",
+            error=RegistryUnavailable,
+            schema=_SCHEMA,
+        )
+        self._connection = Followed(self._file)
 
     @property
     def description(self) -> str:
@@ -120,9 +119,7 @@ class SqliteRegistry:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self._connection.close()
 
     # -- connection ------------------------------------------------------------
 
@@ -151,23 +148,8 @@ class SqliteRegistry:
 
     def _current(self) -> sqlite3.Connection:
         """The connection to the file at the path (reopened when another file took its place)."""
-        try:
-            info = os.stat(self.path, follow_symlinks=False)
-            identity: Identity | None = (info.st_dev, info.st_ino)
-        except FileNotFoundError:
-            identity = None
-        except OSError as exc:
-            raise self._unavailable("cannot stat", exc) from exc
-        if self._db is not None and identity == self._identity:
-            return self._db
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        try:
-            self._db, self._identity = _open(self.path)
-        except ConfigError as exc:
-            raise RegistryUnavailable(str(exc)) from exc
-        return self._db
+        db, _ = self._connection.current()
+        return db
 
     def _parse(self, doc: str) -> Client:
         try:
@@ -177,91 +159,5 @@ class SqliteRegistry:
                 f"{self.description} holds a damaged record ({exc}); restore it from a backup"
             ) from None
 
-    def _unavailable(self, what: str, exc: BaseException) -> RegistryUnavailable:
-        return _store_error(what, self.path, exc)
-
-
-def _store_error(what: str, path: Path, exc: BaseException) -> RegistryUnavailable:
-    return RegistryUnavailable(
-        f"{what} the client registry {path}: {exc}; check MCP_CLIENTS_URL, "
-        "the directory's permissions, or move a damaged file aside"
-    )
-
-
-def _open(path: Path) -> tuple[sqlite3.Connection, Identity]:
-    identity = _create_private(path)
-    _refuse_linked_sidecars(path)
-    try:
-        db = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-    except sqlite3.Error as exc:
-        raise _store_error("cannot open", path, exc) from exc
-    try:
-        _check_same_file(db, path, identity)
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
-        _refuse_linked_sidecars(path)
-    except sqlite3.Error as exc:
-        db.close()
-        raise _store_error("cannot use", path, exc) from exc
-    except BaseException:
-        db.close()
-        raise
-    if mode != "wal":
-        db.close()
-        raise RegistryUnavailable(
-            f"the client registry {path} cannot use WAL mode (got {mode!r}); "
-            "put it on a local file system"
-        )
-    return db, identity
-
-
-def _create_private(path: Path) -> Identity:
-    """Create the file 0600 (or tighten it) without following a link; its identity."""
-    try:
-        fd = open_private(path, os.O_RDWR | os.O_CREAT, what=_WHAT)
-    except OSError as exc:
-        raise RegistryUnavailable(
-            f"cannot open the client registry {path}: {exc.strerror}; "
-            "check MCP_CLIENTS_URL and that its directory exists and is writable"
-        ) from exc
-    try:
-        info = os.fstat(fd)
-        if info.st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)  # before SQLite opens it: closing later would drop SQLite's POSIX locks
-    return info.st_dev, info.st_ino
-
-
-def _refuse_linked_sidecars(path: Path) -> None:
-    """SQLite opens `path`-wal and `path`-shm by name, following links: refuse a planted one."""
-    for suffix in ("-wal", "-shm"):
-        sidecar = path.with_name(path.name + suffix)
-        try:
-            mode = os.stat(sidecar, follow_symlinks=False).st_mode
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise _store_error("cannot check", sidecar, exc) from exc
-        if not stat.S_ISREG(mode):
-            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-            raise ConfigError(
-                f"{sidecar}, beside {_WHAT}, is {kind}, which SQLite would write through; "
-                "remove it (SQLite recreates it as a file)"
-            )
-
-
-def _check_same_file(db: sqlite3.Connection, path: Path, identity: Identity) -> None:
-    try:
-        opened = db.execute("PRAGMA database_list").fetchone()[2]
-        seen = [os.stat(opened), os.stat(path, follow_symlinks=False)]
-    except (sqlite3.Error, OSError) as exc:
-        raise _store_error("cannot check", path, exc) from exc
-    if any((info.st_dev, info.st_ino) != identity for info in seen):
-        raise ConfigError(
-            f"{_WHAT} {path} was replaced while it was being opened; "
-            "check that nothing else writes its directory, then retry"
-        )
+    def _unavailable(self, what: str, exc: BaseException) -> WardenError:
+        return self._file.failure(what, exc)

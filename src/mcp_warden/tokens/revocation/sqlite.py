@@ -35,26 +35,19 @@ very file it checked.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-import stat
 import threading
 import time
 from pathlib import Path
 
-from mcp_warden.credentials.files import open_private
-from mcp_warden.errors import ConfigError
+from mcp_warden.errors import WardenError
+from mcp_warden.sqlitefile import Followed, SqliteFile
 from mcp_warden.tokens.revocation.rules import Clock, Expiry, expired
 from mcp_warden.tokens.revocation.store import Entries, RevocationStoreError
 
-BUSY_TIMEOUT_SECONDS = 5.0
 _BATCH = 10_000
-_WHAT = "the revocation database of MCP_REVOCATION_URL"
 
 log = logging.getLogger("mcp_warden.revocation")
-
-Identity = tuple[int, int]
-"""(st_dev, st_ino): which file a path names."""
 
 Row = tuple[int, str, str, int, int]
 """(id, kind, key, value, expires_at): a row as read."""
@@ -85,8 +78,14 @@ class SqliteStore:
         self._last: Row | None = None  # the last row read; its id is the cursor
         self._reset = False  # the path was reopened: the next changes() reports a reset
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None
-        self._db, self._identity = _open(self.path)
+        self._file = SqliteFile(
+            self.path,
+            name="the revocation database",
+            setting="MCP_REVOCATION_URL",
+            error=RevocationStoreError,
+            schema=_SCHEMA,
+        )
+        self._connection = Followed(self._file)
 
     @property
     def description(self) -> str:
@@ -185,9 +184,7 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self._connection.close()
 
     @property
     def _cursor(self) -> int:
@@ -195,28 +192,14 @@ class SqliteStore:
 
     def _current(self) -> sqlite3.Connection:
         """The connection to the file now at the path: reopened when another file took its place."""
-        try:
-            info = os.stat(self.path, follow_symlinks=False)
-            identity: Identity | None = (info.st_dev, info.st_ino)
-        except FileNotFoundError:
-            identity = None
-        except OSError as exc:
-            raise self._error("cannot stat", exc) from exc
-        if self._db is not None and identity == self._identity:
-            return self._db
-        if self._db is not None:
+        db, reopened = self._connection.current()
+        if reopened:
             log.warning(
-                "%s was moved, deleted or replaced; reopening the file now at that path",
+                "%s was moved, deleted or replaced; reopened the file now at that path",
                 self.description,
             )
-            self._db.close()
-            self._db = None
-        try:
-            self._db, self._identity = _open(self.path)
-        except ConfigError as exc:
-            raise RevocationStoreError(str(exc)) from exc
-        self._reset = True
-        return self._db
+            self._reset = True
+        return db
 
     def _rolled_back(self, rows: list[Row]) -> bool:
         """True when `rows` (from the cursor on) do not begin with the last row read.
@@ -231,105 +214,5 @@ class SqliteStore:
             return tuple(rows[0]) != self._last
         return not expired(self._last[4], int(self._clock()))
 
-    def _error(self, what: str, exc: BaseException) -> RevocationStoreError:
-        return _store_error(what, self.path, exc)
-
-
-def _store_error(what: str, path: Path, exc: BaseException) -> RevocationStoreError:
-    return RevocationStoreError(
-        f"{what} the revocation database {path}: {exc}; check MCP_REVOCATION_URL, "
-        "the directory's permissions, or move a damaged file aside"
-    )
-
-
-def _open(path: Path) -> tuple[sqlite3.Connection, Identity]:
-    """A configured connection to the regular file at `path` (created 0600), and its identity."""
-    identity = _create_private(path)
-    _refuse_linked_sidecars(path)
-    try:
-        db = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
-    except sqlite3.Error as exc:
-        raise _store_error("cannot open", path, exc) from exc
-    try:
-        _check_same_file(db, path, identity)  # before anything is written through it
-        _configure(db, path)
-        _refuse_linked_sidecars(path)
-    except BaseException:
-        db.close()
-        raise
-    return db, identity
-
-
-def _configure(db: sqlite3.Connection, path: Path) -> None:
-    try:
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
-    except sqlite3.Error as exc:
-        raise RevocationStoreError(
-            f"cannot use the revocation database {path}: {exc}; check MCP_REVOCATION_URL, "
-            "or move a damaged file aside"
-        ) from exc
-    if mode != "wal":
-        raise RevocationStoreError(
-            f"the revocation database {path} cannot use WAL mode (got {mode!r}); "
-            "put it on a local file system"
-        )
-
-
-def _create_private(path: Path) -> Identity:
-    """Create the file 0600 or tighten a loose one, without following a link; its identity.
-
-    A link, a non-regular file or another user's file is a ConfigError (from
-    `open_private`), so nothing is created, chmodded or written through it.
-    Our descriptor is closed before SQLite opens the file: closing one later
-    would drop every POSIX lock this process holds on the file, SQLite's too.
-    """
-    try:
-        fd = open_private(path, os.O_RDWR | os.O_CREAT, what=_WHAT)
-    except OSError as exc:
-        raise RevocationStoreError(
-            f"cannot open the revocation database {path}: {exc.strerror}; "
-            "check MCP_REVOCATION_URL and that its directory exists and is writable"
-        ) from exc
-    try:
-        info = os.fstat(fd)
-        if info.st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    return info.st_dev, info.st_ino
-
-
-def _refuse_linked_sidecars(path: Path) -> None:
-    """SQLite opens `path`-wal and `path`-shm by name, following links: refuse a planted one."""
-    for suffix in ("-wal", "-shm"):
-        sidecar = path.with_name(path.name + suffix)
-        try:
-            mode = os.stat(sidecar, follow_symlinks=False).st_mode
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise _store_error("cannot check", sidecar, exc) from exc
-        if not stat.S_ISREG(mode):
-            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-            raise ConfigError(
-                f"{sidecar}, beside {_WHAT}, is {kind}, which SQLite would write through; "
-                "remove it (SQLite recreates it as a file)"
-            )
-
-
-def _check_same_file(db: sqlite3.Connection, path: Path, identity: Identity) -> None:
-    """Refuse when the file SQLite opened is not the one checked (a link swapped in meanwhile)."""
-    try:
-        opened = db.execute("PRAGMA database_list").fetchone()[2]
-        seen = [os.stat(opened), os.stat(path, follow_symlinks=False)]
-    except (sqlite3.Error, OSError) as exc:
-        raise _store_error("cannot check", path, exc) from exc
-    if any((info.st_dev, info.st_ino) != identity for info in seen):
-        raise ConfigError(
-            f"{_WHAT} {path} was replaced while it was being opened; "
-            "check that nothing else writes its directory, then retry"
-        )
+    def _error(self, what: str, exc: BaseException) -> WardenError:
+        return self._file.failure(what, exc)
