@@ -21,42 +21,21 @@ from typing import Any
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.auth import TokenStorage
 from mcp.client.auth.extensions.client_credentials import (
     ClientCredentialsOAuthProvider,
     PrivateKeyJWTOAuthProvider,
     SignedJWTParameters,
 )
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from mcp_warden.demo.harness import mcp_error
+from mcp_warden.demo.oauth import MemoryTokens
 from tests.issuer.lab import IssuerLab, Registered, RunningIssuer, issuer_lab
 from tests.support.server import Deployment, audit_lines, deployment, run
 
 pytestmark = pytest.mark.slow  # real issuer / serve / CLI processes
 
 EXTRACT = "/api/v1/extract"
-
-
-class MemoryTokens(TokenStorage):
-    """Nothing stored at the start: the client has no token."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.info = client_info
 
 
 class Setup:

@@ -26,11 +26,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp import Client
-from mcp.client.auth import TokenStorage
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from mcp_warden.demo.harness import jsonrpc_headers, tools_call
+from mcp_warden.demo.oauth import MemoryTokens
 from mcp_warden.dpop_client import DPoPClientCredentialsProvider
 from mcp_warden.tokens.dpop import PrivateKey
 from tests.issuer.lab import IssuerLab, issuer_lab, no_secret_in
@@ -40,26 +39,6 @@ from tests.support.server import audit_lines, run
 pytestmark = pytest.mark.slow  # real issuer, replicas, Redis and stubs
 
 BALANCER_HOST = httpx2.URL(AUDIENCE).host
-
-
-class MemoryTokens(TokenStorage):
-    """Nothing stored at the start: the client has no token."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.info = client_info
 
 
 @dataclass

@@ -19,6 +19,7 @@ from mcp.server import MCPServer
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_warden.config import Settings
+from mcp_warden.demo.oauth import MemoryTokens
 from mcp_warden.dpop_client import DPoPAuth, DPoPClientCredentialsProvider
 from mcp_warden.errors import ConfigError
 from mcp_warden.server.audit import AuditLog
@@ -29,7 +30,6 @@ from mcp_warden.tokens.dpop_nonce import NonceSource
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.replay import MemoryReplayCache
 from mcp_warden.warden import Warden
-from tests.replicas.test_dpop_python_client import MemoryTokens
 from tests.support.server import audit_lines, run
 from tests.support.tokens import AUDIENCE, TokenLab
 
