@@ -19,15 +19,10 @@ SIGTERM and SIGINT drain in-flight requests, then close the stores.
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
 import ssl
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import uvicorn
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError, WardenError
@@ -35,10 +30,9 @@ from mcp_warden.issuer.app import issuer_app
 from mcp_warden.issuer.ratelimit import FailureLimiter
 from mcp_warden.issuer.service import Issuer, check_issuer_url
 from mcp_warden.server.audit import AuditLog
+from mcp_warden.server.run import bind, configure_logging, run_uvicorn
 from mcp_warden.urls import redacted
 
-GRACEFUL_SECONDS = 10
-BACKLOG = 1024
 BANNER = "mcp-warden: issuer serving on "
 
 
@@ -52,12 +46,10 @@ def serve_issuer(
     behind_tls_proxy: bool,
 ) -> None:
     """Serve the issuer until SIGTERM or SIGINT."""
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="mcp-warden: %(levelname)s %(message)s"
-    )
+    configure_logging()
     check_issuer_url(settings.token_issuer)
     tls = _check_tls(settings.token_issuer, certfile, keyfile, behind_tls_proxy)
-    sock = _bind(host, port)
+    sock = bind(host, port)
     try:
         try:
             issuer = Issuer.open(settings)
@@ -78,17 +70,13 @@ def serve_issuer(
     scheme = "https" if tls else "http"
     shown_host = f"[{host}]" if ":" in host else host
     banner = f"{BANNER}{scheme}://{shown_host}:{bound} for issuer {redacted(settings.token_issuer)}"
-    config = uvicorn.Config(
+    run_uvicorn(
         app,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        sock,
+        banner=banner,
         ssl_certfile=str(certfile) if tls and certfile else None,
         ssl_keyfile=str(keyfile) if tls and keyfile else None,
     )
-    _Server(config, banner=banner).run(sockets=[sock])
 
 
 def _check_tls(
@@ -130,38 +118,3 @@ def _check_key_file(keyfile: Path) -> None:
         raise ConfigError(
             f"the TLS key {keyfile} is readable by others (mode {mode:o}); chmod 600 it"
         )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port {port} is not a TCP port (0-65535; 0 picks a free one)")
-    try:
-        family, _, _, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )[0]
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host!r}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
-        ) from None
-    return sock
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, announcing the URL once the app has started and the socket accepts."""
-
-    def __init__(self, config: uvicorn.Config, *, banner: str) -> None:
-        super().__init__(config)
-        self._banner = banner
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if not self.should_exit:
-            print(self._banner, file=sys.stderr, flush=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -47,8 +48,11 @@ def serve(app: ASGIApp, sock: socket.socket, *, host: str, audience: str) -> Non
     run_uvicorn(app, sock, banner=BANNER + url)
 
 
-def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str) -> None:
-    """Serve `app` on the bound `sock` until SIGTERM/SIGINT; print `banner` once it accepts."""
+def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str, **options: Any) -> None:
+    """Serve `app` on the bound `sock` until SIGTERM/SIGINT; print `banner` once it accepts.
+
+    `options` go to `uvicorn.Config` as they are (the issuer's TLS certificate and key).
+    """
     config = uvicorn.Config(
         app,
         lifespan="on",
@@ -56,6 +60,7 @@ def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        **options,
     )
     _Server(config, banner=banner).run(sockets=[sock])
 
