@@ -32,7 +32,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import httpx2
@@ -98,10 +98,11 @@ def _origin(url: httpx.URL | httpx2.URL) -> str:
     return f"{url.scheme}://{url.netloc.decode('ascii')}"
 
 
-class DPoPAuth(httpx2.Auth):
-    """DPoP proofs for an `httpx2` client (the `mcp` SDK's); see the module docstring.
+class _Proofs:
+    """What `DPoPAuth` and `HttpxDPoPAuth` share: the signer and the flow of one request.
 
-    `token` is the bound access token, or a function that returns the current one.
+    The two differ only in the HTTP library (`httpx2`, which the `mcp` SDK uses,
+    or `httpx`), whose requests and responses have the same shape.
     """
 
     def __init__(
@@ -111,59 +112,41 @@ class DPoPAuth(httpx2.Auth):
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`token` is the bound access token, or a function that returns the current one."""
         self._signer = _Signer(key, token, clock=clock)
         self.jkt = self._signer.jkt
         """The key's RFC 7638 thumbprint: the `cnf.jkt` of tokens bound to it."""
+
+    def _flow(self, request: Any) -> Generator[Any, Any, None]:
+        origin = _origin(request.url)
+        request.headers.update(self._signer.headers(request.method, origin, request.url.path))
+        response = yield request
+        asked = self._signer.remember(
+            origin,
+            response.status_code,
+            response.headers.get("dpop-nonce"),
+            response.headers.get("www-authenticate", ""),
+        )
+        if asked:  # once: a new jti and the server's nonce
+            request.headers.update(self._signer.headers(request.method, origin, request.url.path))
+            response = yield request
+            self._signer.remember(origin, 200, response.headers.get("dpop-nonce"), "")
+
+
+class DPoPAuth(_Proofs, httpx2.Auth):
+    """DPoP proofs for an `httpx2` client (the `mcp` SDK's); see the module docstring."""
 
     def auth_flow(
         self, request: httpx2.Request
     ) -> Generator[httpx2.Request, httpx2.Response, None]:
-        origin = _origin(request.url)
-        request.headers.update(self._signer.headers(request.method, origin, request.url.path))
-        response = yield request
-        asked = self._signer.remember(
-            origin,
-            response.status_code,
-            response.headers.get("dpop-nonce"),
-            response.headers.get("www-authenticate", ""),
-        )
-        if asked:  # once: a new jti and the server's nonce
-            request.headers.update(self._signer.headers(request.method, origin, request.url.path))
-            response = yield request
-            self._signer.remember(origin, 200, response.headers.get("dpop-nonce"), "")
+        yield from self._flow(request)
 
 
-class HttpxDPoPAuth(httpx.Auth):
-    """The same as `DPoPAuth`, for a plain `httpx` client.
-
-    `token` is the bound access token, or a function that returns the current one.
-    """
-
-    def __init__(
-        self,
-        key: PrivateKey,
-        token: str | Callable[[], str],
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._signer = _Signer(key, token, clock=clock)
-        self.jkt = self._signer.jkt
-        """The key's RFC 7638 thumbprint: the `cnf.jkt` of tokens bound to it."""
+class HttpxDPoPAuth(_Proofs, httpx.Auth):
+    """The same as `DPoPAuth`, for a plain `httpx` client."""
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        origin = _origin(request.url)
-        request.headers.update(self._signer.headers(request.method, origin, request.url.path))
-        response = yield request
-        asked = self._signer.remember(
-            origin,
-            response.status_code,
-            response.headers.get("dpop-nonce"),
-            response.headers.get("www-authenticate", ""),
-        )
-        if asked:  # once: a new jti and the server's nonce
-            request.headers.update(self._signer.headers(request.method, origin, request.url.path))
-            response = yield request
-            self._signer.remember(origin, 200, response.headers.get("dpop-nonce"), "")
+        yield from self._flow(request)
 
 
 class DPoPClientCredentialsProvider(ClientCredentialsOAuthProvider):
