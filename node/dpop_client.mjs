@@ -9,12 +9,17 @@
 //      "alg": "ES256" | "EdDSA",       optional: the SDK's default is ES256
 //      "resource": "https://.../mcp",  token mode: the RFC 8707 resource to ask for
 //      "mcpUrl": "https://.../mcp",    optional: connect there and make the calls
+//      "replicas": ["http://127.0.0.1:PORT", ...],  optional, with mcpUrl: a load balancer that
+//                                      sends mcpUrl's origin to each replica in turn (one
+//                                      connection per replica, one session and one token for all;
+//                                      proofs still name mcpUrl, the URL the client addresses)
 //      "calls": [{"name", "arguments"}]}
 // Without mcpUrl it fetches one token (RFC 8414 discovery, then the token request) and prints
 //   {"tokenType", "alg", "jkt" (the session key's RFC 7638 thumbprint), "accessToken", "dpopHeaders"}
 // With mcpUrl it connects (the SDK discovers the issuer from the server's 401) and prints
-//   {"calls": [{"name", "isError", "text"} | {"name", "error"}], "jkt", "tokenType", "accessToken",
+//   {"calls": [{"name", "isError", "text"} | {"name", "error"}], "alg", "jkt", "tokenType", "accessToken",
 //    "dpopHeaders"}
+// (with replicas, each call also names its replica: "via", and an error names it too)
 // dpopHeaders counts the requests that carried a DPoP header (token and MCP requests).
 // The secret comes from the environment, never argv.
 import { readFileSync } from "node:fs";
@@ -47,9 +52,17 @@ const provider = new DpopClientCredentials(
 );
 
 let dpopHeaders = 0;
+let via = null; // the replica that mcpUrl's origin goes to now (replicas mode)
 const counting = (input, init) => {
   const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
   if (headers.has("dpop")) dpopHeaders += 1;
+  if (via !== null) {
+    const url = new URL(input instanceof Request ? input.url : input);
+    if (url.origin === new URL(plan.mcpUrl).origin) {
+      const routed = new URL(url.pathname + url.search, via);
+      return fetch(input instanceof Request ? new Request(routed, input) : routed, init);
+    }
+  }
   return fetch(input, init);
 };
 
@@ -78,28 +91,33 @@ if (!plan.mcpUrl) {
     console.log(JSON.stringify({ error: describe(err), dpopHeaders }));
   }
 } else {
-  const client = new Client({ name: "dpop-client", version: "1.0.0" });
-  const transport = new StreamableHTTPClientTransport(new URL(plan.mcpUrl), {
-    authProvider: provider,
-    fetch: counting,
-  });
   const calls = [];
   try {
-    await client.connect(transport);
-    for (const call of plan.calls ?? []) {
-      try {
-        const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} });
-        const text = (result.content ?? []).map((c) => c.text ?? "").join("");
-        calls.push({ name: call.name, isError: Boolean(result.isError), text: text.slice(0, 2000) });
-      } catch (err) {
-        calls.push({ name: call.name, error: describe(err) });
+    for (const replica of plan.replicas ?? [null]) {
+      via = replica;
+      const client = new Client({ name: "dpop-client", version: "1.0.0" });
+      const transport = new StreamableHTTPClientTransport(new URL(plan.mcpUrl), {
+        authProvider: provider,
+        fetch: counting,
+      });
+      await client.connect(transport);
+      for (const call of plan.calls ?? []) {
+        const where = replica === null ? {} : { via: replica };
+        try {
+          const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} });
+          const text = (result.content ?? []).map((c) => c.text ?? "").join("");
+          calls.push({ name: call.name, ...where, isError: Boolean(result.isError), text: text.slice(0, 2000) });
+        } catch (err) {
+          calls.push({ name: call.name, ...where, error: describe(err) });
+        }
       }
+      await client.close();
     }
-    await client.close();
     const tokens = provider.tokens();
     console.log(
       JSON.stringify({
         calls,
+        alg: session.alg,
         jkt: session.thumbprint,
         tokenType: tokens?.token_type,
         accessToken: tokens?.access_token,
@@ -107,6 +125,6 @@ if (!plan.mcpUrl) {
       }),
     );
   } catch (err) {
-    console.log(JSON.stringify({ error: describe(err), calls, dpopHeaders }));
+    console.log(JSON.stringify({ error: { ...describe(err), via }, calls, dpopHeaders }));
   }
 }

@@ -5,8 +5,8 @@ Its `ClientCredentialsProvider`, given a `dpop()` that returns a
 process (over TLS, the test CA trusted through NODE_EXTRA_CA_CERTS); the
 issuer answers `token_type: DPoP` with `cnf.jkt` = the session key's
 thumbprint, for the SDK's default ES256 and for EdDSA, and for a client
-registered `--require-dpop`. test_dpop_ts_mcp goes on through `serve` to
-`web_search`.
+registered `--require-dpop`. tests/replicas/test_dpop_ts_mcp.py goes on
+through two `serve` replicas to `web_search`.
 """
 
 from __future__ import annotations

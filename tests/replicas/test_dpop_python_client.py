@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import httpx2
 import jwt
 import pytest
@@ -28,13 +27,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_warden.demo.harness import jsonrpc_headers, tools_call
 from mcp_warden.demo.oauth import MemoryTokens
 from mcp_warden.dpop_client import DPoPClientCredentialsProvider
 from mcp_warden.tokens.dpop import PrivateKey
-from tests.issuer.lab import IssuerLab, issuer_lab, no_secret_in
-from tests.support.replicas import AUDIENCE, SEARCH, Cluster, cluster
-from tests.support.server import audit_lines, run
+from tests.replicas.dpop_stack import DPoPStack, dpop_stack
+from tests.support.replicas import AUDIENCE, SEARCH
+from tests.support.server import run
 
 pytestmark = pytest.mark.slow  # real issuer, replicas, Redis and stubs
 
@@ -90,35 +88,14 @@ class Route(httpx2.AsyncBaseTransport):
         await self._tls.aclose()
 
 
-@dataclass
-class Setup:
-    lab: IssuerLab
-    cluster: Cluster
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    root = tmp_path_factory.mktemp("dpop-python-client")
-    (root / "cluster").mkdir()
-    with (
-        cluster(root / "cluster", replicas=2, start=False) as replicas,
-        issuer_lab(root / "issuer") as lab,
-    ):
-        lab.env["MCP_TOKEN_AUDIENCE"] = AUDIENCE  # the one resource the issuer serves
-        lab.env["MCP_REVOCATION_URL"] = replicas.env["MCP_REVOCATION_URL"]
-        replicas.env.update(
-            MCP_TOKEN_ISSUER=lab.issuer_url,
-            MCP_JWKS=lab.issuer_url + "/jwks.json",
-            SSL_CERT_FILE=str(lab.pki.ca_file),
-            MCP_REQUIRE_DPOP="1",
-        )
-        with lab.issuer():
-            replicas.start_all()
-            yield Setup(lab, replicas)
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DPoPStack]:
+    with dpop_stack(tmp_path_factory.mktemp("dpop-python-client")) as stack:
+        yield stack
 
 
 async def search(
-    setup: Setup, port: int, provider: DPoPClientCredentialsProvider, seen: Seen
+    setup: DPoPStack, port: int, provider: DPoPClientCredentialsProvider, seen: Seen
 ) -> Any:
     route = Route(port, setup.lab.pki.client_context(), seen)
     async with (
@@ -128,15 +105,8 @@ async def search(
         return await session.call_tool("web_search", SEARCH)
 
 
-def stolen(url: str, headers: dict[str, str]) -> httpx.Response:
-    """One tools/call POST with exactly these auth headers (as someone with only the token)."""
-    sent = {**jsonrpc_headers(None), **headers}
-    with httpx.Client(timeout=30, trust_env=False) as http:
-        return http.post(url, content=json.dumps(tools_call("web_search", SEARCH)), headers=sent)
-
-
 @pytest.fixture
-def nonces(setup: Setup) -> Iterator[None]:
+def nonces(setup: DPoPStack) -> Iterator[None]:
     """The replicas restarted with MCP_DPOP_NONCE=1 (one nonce key), then as before."""
     key = secrets.token_hex(32)
     for replica in setup.cluster.replicas:
@@ -149,20 +119,22 @@ def nonces(setup: Setup) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("alg", ["EdDSA", "ES256"])
-def test_python_client_gets_a_bound_token_and_calls_both_replicas(setup: Setup, alg: str) -> None:
+def test_python_client_gets_a_bound_token_and_calls_both_replicas(
+    setup: DPoPStack, alg: str
+) -> None:
     seen = calls_both_replicas(setup, alg)
     assert seen.nonce_asked == 0
 
 
 @pytest.mark.usefixtures("nonces")
-def test_python_client_retries_with_the_servers_nonce(setup: Setup) -> None:
+def test_python_client_retries_with_the_servers_nonce(setup: DPoPStack) -> None:
     seen = calls_both_replicas(setup, "EdDSA", name="py-dpop-nonce")
     # the first DPoP request to each replica is asked for a nonce (one key, one bucket:
     # the second replica may accept the first's nonce), and each retry works
     assert 1 <= seen.nonce_asked <= 2
 
 
-def calls_both_replicas(setup: Setup, alg: str, name: str | None = None) -> Seen:
+def calls_both_replicas(setup: DPoPStack, alg: str, name: str | None = None) -> Seen:
     key: PrivateKey = (
         Ed25519PrivateKey.generate() if alg == "EdDSA" else ec.generate_private_key(ec.SECP256R1())
     )
@@ -196,24 +168,7 @@ def calls_both_replicas(setup: Setup, alg: str, name: str | None = None) -> Seen
     assert claims["cnf"] == {"jkt": provider.jkt}
     assert seen.dpop_to_replicas >= 4  # initialize and tools/call on each replica
     for replica in stubs:
-        index = replica.index
-        mine = [
-            (line["tool"], line["outcome"])
-            for line in audit_lines(setup.cluster.servers / f"audit-{index}.jsonl")
-            if line.get("sub") == client.client_id and line.get("tool")
-        ]
-        assert mine == [("web_search", "allowed")], index
-
+        assert setup.tool_outcomes(replica, client) == [("web_search", "allowed")], replica.index
     # The same token without the key: as Bearer, or as DPoP with no proof.
-    after = [replica.stub.calls() for replica in stubs]
-    for replica in stubs:
-        for headers in ({"Authorization": f"Bearer {token}"}, {"Authorization": f"DPoP {token}"}):
-            refused = stolen(replica.url, headers)
-            assert refused.status_code == 401, refused.text
-            challenge = refused.headers["www-authenticate"]
-            assert challenge.startswith('DPoP error="invalid_dpop_proof"'), challenge
-            assert token not in refused.text + challenge
-    assert [replica.stub.calls() for replica in stubs] == after
-    logs = "".join((setup.cluster.servers / f"audit-{r.index}.jsonl").read_text() for r in stubs)
-    assert no_secret_in(logs, client.secret, token)
+    setup.refuses_stolen(client, token)
     return seen
