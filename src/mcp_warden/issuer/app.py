@@ -68,57 +68,51 @@ def issuer_app(issuer: Issuer, audit: AuditLog, limiter: FailureLimiter) -> Star
         return JSONResponse({"status": "ok"})
 
     async def token(request: Request) -> Response:
-        address = _address(request)
-        authorization = request.headers.get("authorization")
-        claimed = issuer.claimed_client({}, authorization)
+        caller = _Caller(request, issuer)
         try:
-            form = await read_form(
-                request.headers.get("content-type"),
-                request.headers.get("content-length"),
-                request.stream(),
-            )
-            claimed = issuer.claimed_client(form, authorization)
-            _check_limits(limiter, address, claimed)
+            form = await caller.form(request, limiter)
             dpop = request.headers.getlist("dpop")
-            issued = await anyio.to_thread.run_sync(issuer.issue, form, authorization, dpop)
+            issued = await anyio.to_thread.run_sync(issuer.issue, form, caller.authorization, dpop)
         except OAuthError as exc:
             return _refused(
-                "token", exc=exc, claimed=claimed, address=address, audit=audit, limiter=limiter
+                "token",
+                exc=exc,
+                claimed=caller.claimed,
+                address=caller.address,
+                audit=audit,
+                limiter=limiter,
             )
         audit.issuer_event(
             event="token",
             outcome="issued",
             status=200,
             client_id=issued.client_id,
-            address=address,
+            address=caller.address,
             tools=issued.tools,
             jti=issued.jti,
         )
         return JSONResponse(issued.response(), headers=NO_STORE)
 
     async def revoke(request: Request) -> Response:
-        address = _address(request)
-        authorization = request.headers.get("authorization")
-        claimed = issuer.claimed_client({}, authorization)
+        caller = _Caller(request, issuer)
         try:
-            form = await read_form(
-                request.headers.get("content-type"),
-                request.headers.get("content-length"),
-                request.stream(),
-            )
-            claimed = issuer.claimed_client(form, authorization)
-            _check_limits(limiter, address, claimed)
-            done = await anyio.to_thread.run_sync(issuer.revoke, form, authorization)
+            form = await caller.form(request, limiter)
+            done = await anyio.to_thread.run_sync(issuer.revoke, form, caller.authorization)
         except OAuthError as exc:
             return _refused(
-                "revoke", exc=exc, claimed=claimed, address=address, audit=audit, limiter=limiter
+                "revoke",
+                exc=exc,
+                claimed=caller.claimed,
+                address=caller.address,
+                audit=audit,
+                limiter=limiter,
             )
         audit.issuer_event(
             event="revoke",
             outcome=done.outcome,
             status=200,
             client_id=done.client_id,
-            address=address,
+            address=caller.address,
             jti=done.jti,
             reason=done.reason,
         )
@@ -143,6 +137,32 @@ def issuer_app(issuer: Issuer, audit: AuditLog, limiter: FailureLimiter) -> Star
         Route(HEALTH_PATH, health, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+class _Caller:
+    """Who calls the token or revocation endpoint: address, credentials, claimed client.
+
+    `claimed` is what the request says it is (from Basic first, then the form)
+    before anything is verified: the rate limit and the refusal's audit line
+    name it, so it is kept even when reading the form fails.
+    """
+
+    def __init__(self, request: Request, issuer: Issuer) -> None:
+        self._issuer = issuer
+        self.address = _address(request)
+        self.authorization = request.headers.get("authorization")
+        self.claimed = issuer.claimed_client({}, self.authorization)
+
+    async def form(self, request: Request, limiter: FailureLimiter) -> dict[str, str]:
+        """The strictly parsed form; OAuthError when malformed or when the caller is limited."""
+        form = await read_form(
+            request.headers.get("content-type"),
+            request.headers.get("content-length"),
+            request.stream(),
+        )
+        self.claimed = self._issuer.claimed_client(form, self.authorization)
+        _check_limits(limiter, self.address, self.claimed)
+        return form
 
 
 def _address(request: Request) -> str | None:
