@@ -74,14 +74,7 @@ def issuer_app(issuer: Issuer, audit: AuditLog, limiter: FailureLimiter) -> Star
             dpop = request.headers.getlist("dpop")
             issued = await anyio.to_thread.run_sync(issuer.issue, form, caller.authorization, dpop)
         except OAuthError as exc:
-            return _refused(
-                "token",
-                exc=exc,
-                claimed=caller.claimed,
-                address=caller.address,
-                audit=audit,
-                limiter=limiter,
-            )
+            return _refused("token", exc, caller, audit, limiter)
         audit.issuer_event(
             event="token",
             outcome="issued",
@@ -99,14 +92,7 @@ def issuer_app(issuer: Issuer, audit: AuditLog, limiter: FailureLimiter) -> Star
             form = await caller.form(request, limiter)
             done = await anyio.to_thread.run_sync(issuer.revoke, form, caller.authorization)
         except OAuthError as exc:
-            return _refused(
-                "revoke",
-                exc=exc,
-                claimed=caller.claimed,
-                address=caller.address,
-                audit=audit,
-                limiter=limiter,
-            )
+            return _refused("revoke", exc, caller, audit, limiter)
         audit.issuer_event(
             event="revoke",
             outcome=done.outcome,
@@ -193,15 +179,11 @@ def _check_limits(limiter: FailureLimiter, address: str | None, claimed: str | N
 
 
 def _refused(
-    event: str,
-    *,
-    exc: OAuthError,
-    claimed: str | None,
-    address: str | None,
-    audit: AuditLog,
-    limiter: FailureLimiter,
+    event: str, exc: OAuthError, caller: _Caller, audit: AuditLog, limiter: FailureLimiter
 ) -> Response:
-    client_id = exc.client_id or claimed
+    """The RFC 6749 error answer, its audit line, and a failure counted when auth failed."""
+    client_id = exc.client_id or caller.claimed
+    address = caller.address
     if exc.error == "invalid_client":
         limiter.failed(_limit_keys(address, client_id))
     audit.issuer_event(
