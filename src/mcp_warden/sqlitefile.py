@@ -36,6 +36,20 @@ Identity = tuple[int, int]
 """(st_dev, st_ino): which file a path names."""
 
 
+def url_path(url: str, setting: str, *, also: str = "") -> Path:
+    """The file named by `sqlite:///relative` or `sqlite:////absolute` in `setting`.
+
+    `also` names the setting's other forms in the error ("memory:// for one process").
+    """
+    path = url.removeprefix("sqlite:///")
+    if path == url or not path or path == ":memory:" or any(c in path for c in "?#"):
+        raise ConfigError(
+            f"{setting} is not an SQLite URL we accept; use sqlite:///relative/path "
+            f"or sqlite:////absolute/path{f' ({also})' if also else ''}"
+        )
+    return Path(path)
+
+
 @dataclass(frozen=True)
 class SqliteFile:
     """A shared SQLite file, its schema, and how errors name it.

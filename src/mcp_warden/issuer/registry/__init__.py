@@ -27,6 +27,7 @@ from typing import Protocol
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.issuer.clients import Client, ClientsError
+from mcp_warden.sqlitefile import url_path
 
 URL_FORMS = "sqlite:///relative/path, sqlite:////absolute/path, redis://host:port/db"
 
@@ -97,11 +98,5 @@ def open_registry(settings: Settings) -> Registry:
 
 
 def sqlite_path(url: str) -> Path:
-    """The file named by `sqlite:///relative` or `sqlite:////absolute`."""
-    path = url.removeprefix("sqlite:///")
-    if path == url or not path or path == ":memory:" or any(c in path for c in "?#"):
-        raise ConfigError(
-            "MCP_CLIENTS_URL is not an SQLite URL we accept; use sqlite:///relative/path "
-            "or sqlite:////absolute/path"
-        )
-    return Path(path)
+    """The file named by `sqlite:///relative` or `sqlite:////absolute` in MCP_CLIENTS_URL."""
+    return url_path(url, "MCP_CLIENTS_URL")

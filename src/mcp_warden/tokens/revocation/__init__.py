@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
+from mcp_warden.sqlitefile import url_path
 from mcp_warden.tokens.revocation.memory import MemoryDenylist
 from mcp_warden.tokens.revocation.rules import Clock, sub_cutoff
 from mcp_warden.tokens.revocation.store import RevocationStoreError, Store
@@ -133,11 +134,5 @@ def store_location(url: str) -> str:
 
 
 def sqlite_path(url: str) -> Path:
-    """The file named by `sqlite:///relative` or `sqlite:////absolute`."""
-    path = url.removeprefix("sqlite:///")
-    if path == url or not path or path == ":memory:" or any(c in path for c in "?#"):
-        raise ConfigError(
-            "MCP_REVOCATION_URL is not an SQLite URL we accept; use sqlite:///relative/path "
-            "or sqlite:////absolute/path (memory:// for one process)"
-        )
-    return Path(path)
+    """The file named by `sqlite:///relative` or `sqlite:////absolute` in MCP_REVOCATION_URL."""
+    return url_path(url, "MCP_REVOCATION_URL", also="memory:// for one process")
