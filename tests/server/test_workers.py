@@ -60,6 +60,10 @@ def test_bad_worker_counts_are_one_line_and_exit_2(lab: Deployment) -> None:
         "--workers='-1' is not a number of processes": (["--workers", "-1"], {}),
         "MCP_SERVE_WORKERS='0' is not a number of processes": ([], {"MCP_SERVE_WORKERS": "0"}),
         "MCP_SERVE_WORKERS='many' is not": (["--workers", "2"], {"MCP_SERVE_WORKERS": "many"}),
+        "MCP_REVOCATION_URL=memory:// lives in one process": (
+            ["--workers", "2"],
+            {"MCP_REVOCATION_URL": "memory://"},
+        ),
         "--workers (MCP_SERVE_WORKERS) is for --transport http": (
             ["--transport", "stdio", "--workers", "2"],
             {},
@@ -82,7 +86,7 @@ def test_bad_worker_counts_are_one_line_and_exit_2(lab: Deployment) -> None:
         assert stderr.count("\n") == 1, stderr
         assert stderr.startswith("mcp-warden: ")
         assert words in stderr
-        assert "or auto" in stderr or "stdio" in stderr
+        assert "or auto" in stderr or "stdio" in stderr or "redis://" in stderr
         assert stdout == ""
 
 
@@ -186,6 +190,7 @@ def test_a_killed_worker_costs_the_others_no_request_and_is_replaced(lab: Deploy
             for thread in threads:
                 thread.join(30)
         # Not one request lost on the other workers, before or after the kill.
+        assert all(ok for end, ok, _ in results[victim.pid] if end < at)
         for conn in survivors:
             failed = [r for r in results[conn.pid] if not r[1]]
             assert failed == [], (conn.pid, failed[:3])
@@ -269,6 +274,13 @@ def test_workers_auto_is_one_per_usable_core_and_each_answers(lab: Deployment) -
             for conn in conns:
                 assert conn.get("/healthz").status_code == 200
                 assert listed(conn.post(LIST, token)) == ["web_search"]
+                assert outcome(conn.post(SEARCH, token)) == (True, "")
+        # What each process holds once it has served (docs/deployment.md quotes these).
+        for pid in [served.proc.pid, *sorted(pids)]:
+            memory = psutil.Process(pid).memory_full_info()
+            role = "parent" if pid == served.proc.pid else "worker"
+            rss, uss = memory.rss / 2**20, memory.uss / 2**20
+            print(f"\n{role} {pid}: RSS {rss:.0f} MiB, USS {uss:.0f} MiB")
 
 
 def _ms(took: dict[int, float]) -> str:

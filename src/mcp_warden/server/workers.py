@@ -4,8 +4,7 @@ uvicorn's `Multiprocess` is the well-kept supervisor of the server we already
 run, so we use it rather than our own: the parent binds the socket once
 (`run.bind`) and hands it to each worker; it restarts a worker that dies; on
 SIGTERM or SIGINT it sends SIGTERM to every worker, each of which drains its
-requests (`run.GRACEFUL_SECONDS`), and waits for all; SIGHUP replaces the
-workers one at a time.
+requests (`run.GRACEFUL_SECONDS`), and waits for all.
 
 Workers are spawned, not forked: each unpickles its `uvicorn.Config`, whose
 app is a `WorkerApp`, and builds its own server from the environment. So each
@@ -80,6 +79,12 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
     """Serve streamable HTTP at http://HOST:PORT/mcp with `settings.serve_workers` processes."""
     from mcp_warden.server import app, run  # noqa: PLC0415  (see the module's docstring)
 
+    if settings.revocation_url == "memory://":
+        raise ConfigError(
+            "MCP_REVOCATION_URL=memory:// lives in one process: each of the "
+            f"{settings.serve_workers} workers would keep its own denylist and DPoP replay "
+            "cache; use sqlite:///path (one host) or redis://host:port/db"
+        )
     run.configure_logging()
     app.check_http(settings, host=host)
     sock = run.bind(host, port)
