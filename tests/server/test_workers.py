@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +25,7 @@ from mcp_warden.server.run import GRACEFUL_SECONDS
 from mcp_warden.tokens.keys import KeyDir
 from tests.support.redis_server import RedisServer
 from tests.support.replicas import JWKS_REFRESH_SECONDS, PROPAGATION_SECONDS, outcome
-from tests.support.server import Deployment, Served
+from tests.support.server import Deployment, Served, refused_starts
 from tests.support.waiting import eventually
 from tests.support.workers import LIST, Pinned, listed, pinned, worker_pids
 
@@ -53,41 +51,45 @@ def until_all(
     return took
 
 
-def test_bad_worker_counts_are_one_line_and_exit_2(lab: Deployment) -> None:
+def refused_by_all(conns: list[Pinned], token: str, within: float, reason: str) -> dict[int, float]:
+    """`until_all` workers answer `token` 401; then each names `reason`. Seconds, by pid."""
+    took = until_all(
+        conns, lambda conn: conn.post(LIST, token).status_code == 401, within, f"{reason} refusal"
+    )
+    for conn in conns:
+        ok, detail = outcome(conn.post(LIST, token))
+        assert not ok
+        assert detail.startswith(f"{reason}: "), detail
+    return took
+
+
+def test_bad_worker_counts_and_settings_are_one_line_and_exit_2(lab: Deployment) -> None:
+    advice = " is not a number of processes; use a whole number from 1, or auto"
+    any_port = ["--port", "0"]
     cases = {
-        "--workers='0' is not a number of processes": (["--workers", "0"], {}),
-        "--workers='two' is not a number of processes": (["--workers", "two"], {}),
-        "--workers='-1' is not a number of processes": (["--workers", "-1"], {}),
-        "MCP_SERVE_WORKERS='0' is not a number of processes": ([], {"MCP_SERVE_WORKERS": "0"}),
-        "MCP_SERVE_WORKERS='many' is not": (["--workers", "2"], {"MCP_SERVE_WORKERS": "many"}),
-        "MCP_REVOCATION_URL=memory:// lives in one process": (
-            ["--workers", "2"],
-            {"MCP_REVOCATION_URL": "memory://"},
+        f"--workers='0'{advice}": ([*any_port, "--workers", "0"], {}),
+        f"--workers='two'{advice}": ([*any_port, "--workers", "two"], {}),
+        f"--workers='-1'{advice}": ([*any_port, "--workers", "-1"], {}),
+        f"MCP_SERVE_WORKERS='0'{advice}": (any_port, {"MCP_SERVE_WORKERS": "0"}),
+        f"MCP_SERVE_WORKERS='many'{advice}": (
+            [*any_port, "--workers", "2"],
+            {"MCP_SERVE_WORKERS": "many"},
         ),
         "--workers (MCP_SERVE_WORKERS) is for --transport http": (
             ["--transport", "stdio", "--workers", "2"],
             {},
         ),
+        "MCP_REVOCATION_URL=memory:// lives in one process": (
+            [*any_port, "--workers", "2"],
+            {"MCP_REVOCATION_URL": "memory://"},
+        ),
+        # The parent checks the settings once, before any worker starts: one line, not N.
+        "MCP_ENCRYPTION_KEY is not set": (
+            [*any_port, "--workers", "2"],
+            {"MCP_ENCRYPTION_KEY": ""},
+        ),
     }
-    procs = {
-        words: subprocess.Popen(
-            [sys.executable, "-m", "mcp_warden", "serve", "--port", "0", *args],
-            env={**lab.env, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for words, (args, env) in cases.items()
-    }
-    for words, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 2, (words, stderr)
-        assert stderr.count("\n") == 1, stderr
-        assert stderr.startswith("mcp-warden: ")
-        assert words in stderr
-        assert "or auto" in stderr or "stdio" in stderr or "redis://" in stderr
-        assert stdout == ""
+    assert set(refused_starts(lab.env, cases)) == set(cases)
 
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
@@ -105,17 +107,8 @@ def test_a_revocation_reaches_every_worker_within_a_second(
             assert listed(conn.post(LIST, token)) == ["web_search"]
         done = lab.cli("token", "revoke", "-", input=token, env=env)
         assert done.returncode == 0, done.stderr
-        took = until_all(
-            conns,
-            lambda conn: conn.post(LIST, token).status_code == 401,
-            PROPAGATION_SECONDS,
-            "the revoked token refused",
-        )
+        took = refused_by_all(conns, token, PROPAGATION_SECONDS, "revoked")
         print(f"\n{store}: revoked token refused by worker " + _ms(took))
-        for conn in conns:
-            ok, detail = outcome(conn.post(LIST, token))
-            assert not ok
-            assert detail.startswith("revoked: "), detail
 
 
 def test_a_new_signing_key_and_a_retired_one_reach_every_worker(lab: Deployment) -> None:
@@ -135,17 +128,9 @@ def test_a_new_signing_key_and_a_retired_one_reach_every_worker(lab: Deployment)
         print(f"\nnew key's token accepted by worker {_ms(took)}")
         done = lab.cli("keys", "retire", old_kid, "--force")
         assert done.returncode == 0, done.stderr
-        took = until_all(
-            conns,
-            lambda conn: conn.post(LIST, old).status_code == 401,
-            window,
-            "the retired key's token refused",
-        )
+        took = refused_by_all(conns, old, window, "unknown_key")
         print(f"retired key's token refused by worker {_ms(took)}")
         for conn in conns:
-            ok, detail = outcome(conn.post(LIST, old))
-            assert not ok
-            assert detail.startswith("unknown_key: "), detail
             assert listed(conn.post(LIST, new)) == ["web_search"]
 
 
