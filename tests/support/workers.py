@@ -8,17 +8,20 @@ No answer says which worker gave it (a pid is no client's business). The test
 finds out from outside, as an operator would with `ss -tp`: the worker is the
 process that holds the server end of the client's TCP connection. A `Pinned`
 connection checks on every answer that it is still that connection, so a
-request can never silently land on another worker.
+request can never silently land on another worker. The server closes a
+keep-alive connection idle for 5 s (uvicorn's default), so whatever takes
+longer between two requests (a CLI process) runs in `meanwhile`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -26,6 +29,7 @@ import psutil
 from mcp_warden.demo.harness import jsonrpc_headers
 from tests.support.server import Served
 
+T = TypeVar("T")
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 
 
@@ -120,7 +124,20 @@ def pinned(
                 found[pid] = Pinned(pid, connection, client)
             else:
                 connection.http.close()
+            for kept in found.values():  # still in use: not closed as idle meanwhile
+                assert kept.get("/healthz").status_code == 200
         yield [found[pid] for pid in sorted(found)]
+
+
+def meanwhile(conns: list[Pinned], work: Callable[[], T]) -> T:
+    """`work()` in a thread, while every pinned connection keeps being used (see above)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(work)
+        while not future.done():
+            for conn in conns:
+                assert conn.get("/healthz").status_code == 200
+            concurrent.futures.wait([future], timeout=0.5)
+        return future.result()
 
 
 def listed(response: httpx.Response) -> list[str]:
