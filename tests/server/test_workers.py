@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -270,3 +272,36 @@ def test_workers_auto_is_one_per_usable_core_and_each_answers(lab: Deployment) -
 
 def _ms(took: dict[int, float]) -> str:
     return ", ".join(f"{pid}: {seconds * 1000:.0f} ms" for pid, seconds in sorted(took.items()))
+
+
+SUPERVISE = """
+import sys
+from mcp_warden.server import run, workers
+sock = run.bind("127.0.0.1", 0)
+config = run.uvicorn_config(workers.WorkerApp("127.0.0.1"), factory=True, workers=2)
+supervisor = workers.Supervisor(config, sock, banner="mcp-warden: serving on (never)")
+supervisor.run()
+sys.exit(7 if supervisor.failed_start else 0)
+"""
+
+
+def test_a_worker_that_cannot_start_stops_the_parent_instead_of_looping(lab: Deployment) -> None:
+    # The parent's own check passed, then the settings went bad (here: never checked).
+    env = {**lab.env, "MCP_ENCRYPTION_KEY": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", SUPERVISE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 7, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "a worker could not start" in line]
+    assert errors
+    assert all(
+        line.startswith("mcp-warden: ERROR a worker could not start: MCP_ENCRYPTION_KEY is not set")
+        for line in errors
+    )
+    assert "Traceback" not in done.stderr
+    assert "serving on" not in done.stderr

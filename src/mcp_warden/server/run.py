@@ -43,10 +43,10 @@ def configure_logging() -> None:
 
 def serve(app: ASGIApp, sock: socket.socket, *, host: str, audience: str) -> None:
     """Serve `app` on the bound `sock`; announce its URL, and warn if it is not `audience`."""
-    run_uvicorn(app, sock, banner=banner(sock, host=host, audience=audience))
+    run_uvicorn(app, sock, banner=banner_for(sock, host=host, audience=audience))
 
 
-def banner(sock: socket.socket, *, host: str, audience: str) -> str:
+def banner_for(sock: socket.socket, *, host: str, audience: str) -> str:
     """The line announcing the URL `sock` serves, after warning once if it is not `audience`."""
     bound_port = int(sock.getsockname()[1])
     warn_if_not_audience(audience, host, bound_port)

@@ -95,7 +95,7 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
             workers=settings.serve_workers,
             timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
         )
-        banner = run.banner(sock, host=host, audience=settings.token_audience)
+        banner = run.banner_for(sock, host=host, audience=settings.token_audience)
         supervisor = Supervisor(config, sock, banner=banner)
         supervisor.run()
     finally:
