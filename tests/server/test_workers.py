@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from mcp_warden.demo.harness import tools_call
+from mcp_warden.demo.harness import run_process, tools_call
 from mcp_warden.server.run import GRACEFUL_SECONDS
 from mcp_warden.tokens.keys import KeyDir
 from tests.support.redis_server import RedisServer
@@ -288,14 +287,7 @@ sys.exit(7 if supervisor.failed_start else 0)
 def test_a_worker_that_cannot_start_stops_the_parent_instead_of_looping(lab: Deployment) -> None:
     # The parent's own check passed, then the settings went bad (here: never checked).
     env = {**lab.env, "MCP_ENCRYPTION_KEY": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", SUPERVISE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_process([sys.executable, "-c", SUPERVISE], env, timeout=120)
     assert done.returncode == 7, done.stderr
     errors = [line for line in done.stderr.splitlines() if "a worker could not start" in line]
     assert errors
