@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import fields
@@ -53,11 +54,20 @@ def test_secrets_not_in_repr() -> None:
         ("SCAVIO_PROFILE", "v3"),
         ("MCP_REVOCATION_STALE_SECONDS", "-1"),
         ("MCP_JWKS_MAX_AGE_SECONDS", "0"),
+        ("MCP_SERVE_WORKERS", "0"),
+        ("MCP_SERVE_WORKERS", "2.5"),
+        ("MCP_SERVE_WORKERS", "all"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_serve_workers_is_a_count_or_the_usable_cores() -> None:
+    assert Settings.from_env({"MCP_SERVE_WORKERS": "3"}).serve_workers == 3
+    auto = Settings.from_env({"MCP_SERVE_WORKERS": "auto"}).serve_workers
+    assert auto == len(os.sched_getaffinity(0))
 
 
 def test_missing_master_key_says_what_to_do() -> None:
@@ -97,6 +107,7 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "scavio_timeout": ("SCAVIO_TIMEOUT_SECONDS", 15.0),
     "audit_log": ("MCP_AUDIT_LOG", None),
     "max_concurrent_requests": ("MCP_MAX_CONCURRENT_REQUESTS", 100),
+    "serve_workers": ("MCP_SERVE_WORKERS", 1),
     "clients_url": ("MCP_CLIENTS_URL", "sqlite:///./clients.db"),
     "issuer_resources": ("MCP_ISSUER_RESOURCES", ()),
     "issuer_auth_failures": ("MCP_ISSUER_AUTH_FAILURES", 10),

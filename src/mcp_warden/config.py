@@ -101,6 +101,18 @@ def _actor(name: str, raw: str) -> str:
     return _check_actor(raw, f"{name} must be at most 200 printable characters")
 
 
+def parse_workers(name: str, raw: str) -> int:
+    """A number of `serve` processes: a whole number from 1, or `auto` (the usable cores)."""
+    if raw == "auto":
+        return len(os.sched_getaffinity(0))  # the cores this process may run on, not all
+    if raw.isascii() and raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    raise ConfigError(
+        f"{name}={raw!r} is not a number of processes; use a whole number from 1, "
+        "or auto (one per core this process may use)"
+    )
+
+
 def _urls(name: str, raw: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for u in raw.split(",") if u.strip())
     if not urls or any("://" not in u for u in urls):
@@ -249,6 +261,8 @@ class Settings:
     max_concurrent_requests: int = field(
         default=100, metadata=_env("MCP_MAX_CONCURRENT_REQUESTS", _whole(minimum=1))
     )
+    # serve, HTTP: processes accepting on one port (`auto` becomes the usable cores)
+    serve_workers: int = field(default=1, metadata=_env("MCP_SERVE_WORKERS", parse_workers))
     # the issuer service (`issuer serve`, `clients`): its client registry, shared by its processes
     clients_url: str = field(
         default="sqlite:///./clients.db", repr=False, metadata=_env("MCP_CLIENTS_URL")

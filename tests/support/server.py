@@ -175,3 +175,36 @@ def deployment(root: Path, **env: str) -> Iterator[Deployment]:
 
 def audit_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def refused_starts(
+    env: Mapping[str, str], cases: Mapping[str, tuple[Sequence[str], Mapping[str, str]]]
+) -> dict[str, str]:
+    """Start `mcp-warden serve ARGS` with `env` and each case's settings, all at once.
+
+    Together, each pays the SDK import once, in parallel. Each case, keyed by the
+    words its error must hold, must exit 2 with that one line on stderr and print
+    nothing on stdout; returns each case's stderr.
+    """
+    procs = {
+        words: subprocess.Popen(
+            [sys.executable, "-m", "mcp_warden", "serve", *args],
+            env={**env, **extra},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for words, (args, extra) in cases.items()
+    }
+    errors = {}
+    for words, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 2, (words, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, stderr
+        assert lines[0].startswith("mcp-warden: ")
+        assert words in lines[0]
+        assert stdout == ""
+        errors[words] = stderr
+    return errors

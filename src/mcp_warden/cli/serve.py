@@ -8,6 +8,8 @@ from typing import Literal
 import click
 
 from mcp_warden.cli import settings
+from mcp_warden.config import parse_workers
+from mcp_warden.errors import ConfigError
 
 
 @click.command()
@@ -22,20 +24,44 @@ from mcp_warden.cli import settings
 @click.option(
     "--port", type=int, default=8000, show_default=True, help="HTTP: TCP port (0: any free port)."
 )
+@click.option(
+    "--workers",
+    "processes",
+    metavar="N|auto",
+    help="HTTP: processes accepting on the port; auto: one per core this process may use "
+    "[default: MCP_SERVE_WORKERS, or 1].",
+)
 @click.pass_context
-def serve(ctx: click.Context, transport: Literal["http", "stdio"], host: str, port: int) -> None:
+def serve(
+    ctx: click.Context,
+    transport: Literal["http", "stdio"],
+    host: str,
+    port: int,
+    processes: str | None,
+) -> None:
     """Serve the protected tools; each token lists and calls only the tools it names.
 
     HTTP prints `mcp-warden: serving on http://HOST:PORT/mcp` on stderr once it
-    accepts connections, answers GET /healthz without authentication, and
-    stops gracefully on SIGTERM. Clients must use the URL in MCP_TOKEN_AUDIENCE.
+    (every worker, with --workers) accepts connections, answers GET /healthz
+    without authentication, and stops gracefully on SIGTERM. Clients must use
+    the URL in MCP_TOKEN_AUDIENCE.
     """
-    from mcp_warden.server import app  # noqa: PLC0415  (the SDK loads only for `serve`)
-
     cfg = settings(ctx)
+    if processes is not None:
+        cfg = cfg.with_overrides(serve_workers=parse_workers("--workers", processes))
+    if transport == "stdio" and cfg.serve_workers > 1:
+        raise ConfigError(
+            "--workers (MCP_SERVE_WORKERS) is for --transport http; a stdio server is one "
+            "process for one client: leave it at 1"
+        )
+    # The SDK loads only for `serve`.
+    from mcp_warden.server import app, workers  # noqa: PLC0415
+
     try:
         if transport == "stdio":
             app.serve_stdio(cfg)
+        elif cfg.serve_workers > 1:
+            workers.serve_http(cfg, host=host, port=port)
         else:
             app.serve_http(cfg, host=host, port=port)
     except KeyboardInterrupt:

@@ -116,6 +116,16 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
         asyncio.run(runtime.aclose())
 
 
+def check_http(settings: Settings, *, host: str) -> None:
+    """Open what a server process opens and build its app, then close it: ConfigError if it
+    cannot start (`serve --workers` checks once, in the parent, before starting workers)."""
+    runtime = open_runtime(settings)
+    try:
+        runtime.warden.http_app(runtime.server(), host=host)
+    finally:
+        asyncio.run(runtime.aclose())
+
+
 def serve_stdio(settings: Settings) -> None:
     """Serve MCP over stdin/stdout under the token in MCP_TOKEN; refuse to start without one."""
     configure_logging()

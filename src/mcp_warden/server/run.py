@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,10 +43,14 @@ def configure_logging() -> None:
 
 def serve(app: ASGIApp, sock: socket.socket, *, host: str, audience: str) -> None:
     """Serve `app` on the bound `sock`; announce its URL, and warn if it is not `audience`."""
+    run_uvicorn(app, sock, banner=banner_for(sock, host=host, audience=audience))
+
+
+def banner_for(sock: socket.socket, *, host: str, audience: str) -> str:
+    """The line announcing the URL `sock` serves, after warning once if it is not `audience`."""
     bound_port = int(sock.getsockname()[1])
-    url = f"http://{_host_in_url(host)}:{bound_port}{MCP_PATH}"
     warn_if_not_audience(audience, host, bound_port)
-    run_uvicorn(app, sock, banner=BANNER + url)
+    return f"{BANNER}http://{_host_in_url(host)}:{bound_port}{MCP_PATH}"
 
 
 def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str, **options: Any) -> None:
@@ -53,16 +58,25 @@ def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str, **options: An
 
     `options` go to `uvicorn.Config` as they are (the issuer's TLS certificate and key).
     """
-    config = uvicorn.Config(
+    _Server(uvicorn_config(app, **options), banner=banner).run(sockets=[sock])
+
+
+def uvicorn_config(app: ASGIApp | Callable[[], ASGIApp], **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for every server here: one process (`run_uvicorn`) or several.
+
+    `app` is the app, or (with `factory=True` in `options`) what each worker calls to
+    build its own; `workers` defaults to 1, so WEB_CONCURRENCY in the environment is
+    never read.
+    """
+    return uvicorn.Config(
         app,
         lifespan="on",
         log_level="warning",
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        **options,
+        **{"workers": 1, **options},
     )
-    _Server(config, banner=banner).run(sockets=[sock])
 
 
 class _Server(uvicorn.Server):
