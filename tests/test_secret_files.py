@@ -24,7 +24,7 @@ from mcp_warden.demo.harness import call_http
 from mcp_warden.errors import ConfigError
 from mcp_warden.issuer.registry import open_registry
 from mcp_warden.tokens.revocation import open_denylist
-from mcp_warden.tokens.revocation.redis import connect
+from mcp_warden.redisconn import connect
 from tests.support.redis_server import RedisServer
 from tests.support.server import deployment, run
 
@@ -55,6 +55,7 @@ def test_the_secret_settings() -> None:
         "MCP_NEW_ENCRYPTION_KEY",
         "MCP_FERNET_KEY",
         "MCP_REDIS_PASSWORD",
+        "MCP_REDIS_SENTINEL_PASSWORD",
         "MCP_TOKEN",
         "MCP_DPOP_NONCE_KEY",
     ]

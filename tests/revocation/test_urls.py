@@ -16,7 +16,7 @@ from mcp_warden.tokens.revocation import (
     open_denylist,
     store_location,
 )
-from mcp_warden.tokens.revocation.redis import connect
+from mcp_warden.redisconn import connect
 
 Open = Callable[..., Denylist]
 
