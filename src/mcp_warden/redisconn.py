@@ -43,6 +43,7 @@ from mcp_warden.errors import ConfigError
 
 if TYPE_CHECKING:
     import redis
+    from redis.sentinel import Sentinel
 
 SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
 FORMS = (
@@ -189,14 +190,46 @@ def _options(query: str, bad: Bad) -> dict[str, str]:
 
 
 @functools.cache
-def _sentinel_client_class() -> type[redis.Redis]:
-    """redis.Redis for the Sentinels' primary, whose close() also closes the Sentinel clients.
+def _sentinel_classes() -> tuple[type[Sentinel], type[redis.Redis]]:
+    """redis-py's Sentinel and client, with two changes; made on first use, as importing
+    redis is a large part of a CLI command's start-up time and most need none of it.
 
-    Made on first use: importing redis costs a CLI command that needs none of it
-    a large part of its start-up time.
+    - `discover_master` says in one short line why no Sentinel named a primary
+      (each Sentinel's own error: a refused password, an untrusted certificate,
+      a refused connection, the service unknown or down); redis-py's names each
+      Sentinel by its client's repr, kilobytes that drop that cause.
+    - the client's close() also closes the connections to the Sentinels.
     """
     import redis  # noqa: PLC0415
-    from redis.sentinel import SentinelConnectionPool  # noqa: PLC0415
+    from redis.sentinel import (  # noqa: PLC0415
+        MasterNotFoundError,
+        Sentinel,
+        SentinelConnectionPool,
+    )
+
+    class Sentinels(Sentinel):
+        def discover_master(self, service_name: str) -> tuple[str, int]:
+            why = []
+            for index, sentinel in enumerate(self.sentinels):
+                kwargs = sentinel.connection_pool.connection_kwargs
+                address = f"{kwargs['host']}:{kwargs['port']}"
+                try:
+                    masters = sentinel.sentinel_masters()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    why.append(f"{address}: {exc}")
+                    continue
+                state = masters.get(service_name) if isinstance(masters, dict) else None
+                if state is None:
+                    why.append(f"{address}: does not monitor it")
+                elif not self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
+                    why.append(f"{address}: reports it down")
+                else:
+                    # Ask the one that answered first next time, as redis-py does.
+                    self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+                    return str(state["ip"]), int(state["port"])
+            raise MasterNotFoundError(
+                f"no Sentinel names a primary for {service_name!r} ({'; '.join(why)})"
+            )
 
     class SentinelRedis(redis.Redis):
         def close(self) -> None:
@@ -205,7 +238,7 @@ def _sentinel_client_class() -> type[redis.Redis]:
             finally:
                 cast(SentinelConnectionPool, self.connection_pool).sentinel_manager.close()
 
-    return SentinelRedis
+    return Sentinels, SentinelRedis
 
 
 def connect(
@@ -233,7 +266,6 @@ def connect(
     import redis  # noqa: PLC0415
     from redis.backoff import NoBackoff  # noqa: PLC0415
     from redis.retry import Retry  # noqa: PLC0415
-    from redis.sentinel import Sentinel  # noqa: PLC0415
 
     target = parse(url, setting)
     if password is not None and target.password:
@@ -258,8 +290,8 @@ def connect(
     if not target.sentinel:
         ((host, port),) = target.nodes
         return redis.Redis(host=host, port=port, **data), target.where
-    # redis.sentinel is not annotated
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel_class, client_class = _sentinel_classes()
+    sentinels = sentinel_class(
         list(target.nodes),
         sentinel_kwargs={
             "username": target.sentinel_user,
@@ -269,7 +301,7 @@ def connect(
         },
     )
     client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
-        str(target.service), redis_class=_sentinel_client_class(), **data
+        str(target.service), redis_class=client_class, **data
     )
     return client, target.where
 
