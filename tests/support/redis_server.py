@@ -251,15 +251,18 @@ class SentinelTopology:
         assert isinstance(state, dict)
         return state
 
-    def primary_port(self) -> int | None:
-        """The primary's port if every Sentinel names the same one, else None."""
-        ports = set()
-        for sentinel in self.sentinels:
-            state = self.sentinel_state(sentinel)
-            if state is None:
-                return None
-            ports.add(int(state["port"]))
-        return ports.pop() if len(ports) == 1 else None
+    def role(self, node: ConfiguredRedis) -> str | None:
+        """ "master" or "slave" as the node itself says (ROLE), None if it does not answer."""
+        try:
+            with contextlib.closing(self.client(node)) as client:
+                return str(client.role()[0])
+        except redis.RedisError:
+            return None
+
+    def named(self) -> set[int]:
+        """The primary ports the Sentinels that answer name now."""
+        states = [self.sentinel_state(sentinel) for sentinel in self.sentinels]
+        return {int(state["port"]) for state in states if state is not None}
 
     def settled(self, primary: int, replicas: int) -> bool:
         """Every Sentinel names `primary`, sees it up with `replicas` replicas, and the others."""
@@ -283,6 +286,12 @@ class SentinelTopology:
             info = client.info("replication")
         links = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
         return sum(1 for link in links if link.get("state") == "online")
+
+    def rejoin(self, node: ConfiguredRedis, primary: ConfiguredRedis) -> None:
+        """Start a killed node again as a replica of `primary`, as an operator brings one back."""
+        with node.conf.open("a") as conf:
+            conf.write(f"replicaof 127.0.0.1 {primary.port}\n")
+        node.start()
 
     def stop(self) -> None:
         for proc in [*self.sentinels, *self.nodes]:
