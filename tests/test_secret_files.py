@@ -23,8 +23,8 @@ from mcp_warden.config import CREDENTIALS_DIRECTORY, Settings, credential_name
 from mcp_warden.demo.harness import call_http
 from mcp_warden.errors import ConfigError
 from mcp_warden.issuer.registry import open_registry
-from mcp_warden.tokens.revocation import open_denylist
 from mcp_warden.redisconn import connect
+from mcp_warden.tokens.revocation import open_denylist
 from tests.support.redis_server import RedisServer
 from tests.support.server import deployment, run
 

@@ -4,6 +4,7 @@ a primary, its replicas and three `redis-sentinel`s (optionally TLS and ACL user
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import shutil
 import subprocess
@@ -91,7 +92,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 SERVICE = "warden"
 """The service (`sentinel monitor` name) the topology's Sentinels watch."""
 DOWN_AFTER_MS = 500
-"""`down-after-milliseconds`: how long the primary may be silent before a Sentinel calls it down."""
+"""`down-after-milliseconds` by default: how long the primary may be silent before a Sentinel
+calls it down."""
 FAILOVER_TIMEOUT_MS = 2000
 """`failover-timeout`: short, so a failed attempt is retried soon (the default is 3 minutes)."""
 
@@ -251,18 +253,18 @@ class SentinelTopology:
         assert isinstance(state, dict)
         return state
 
-    def role(self, node: ConfiguredRedis) -> str | None:
-        """ "master" or "slave" as the node itself says (ROLE), None if it does not answer."""
-        try:
-            with contextlib.closing(self.client(node)) as client:
-                return str(client.role()[0])
-        except redis.RedisError:
-            return None
-
-    def named(self) -> set[int]:
-        """The primary ports the Sentinels that answer name now."""
-        states = [self.sentinel_state(sentinel) for sentinel in self.sentinels]
-        return {int(state["port"]) for state in states if state is not None}
+    def event_time(self, event: str) -> float | None:
+        """When the first Sentinel logged `event` ("+switch-master", ...), from its log line's
+        timestamp (local time, milliseconds), or None if none has yet."""
+        times = []
+        for sentinel in self.sentinels:
+            for line in sentinel.log.read_text(errors="replace").splitlines():
+                # "4066:X 01 Dec 2026 02:33:16.999 # +switch-master warden 127.0.0.1 ..."
+                parts = line.split(" ", 6)
+                if len(parts) == 7 and parts[5] == "#" and parts[6].startswith(event + " "):
+                    stamp = datetime.datetime.strptime(" ".join(parts[1:5]), "%d %b %Y %H:%M:%S.%f")
+                    times.append(stamp.timestamp())
+        return min(times, default=None)
 
     def settled(self, primary: int, replicas: int) -> bool:
         """Every Sentinel names `primary`, sees it up with `replicas` replicas, and the others."""
@@ -312,11 +314,11 @@ def _node_lines(access: Access, port: int, primary: int | None) -> list[str]:
     return lines
 
 
-def _sentinel_lines(access: Access, port: int, primary: int) -> list[str]:
+def _sentinel_lines(access: Access, port: int, primary: int, down_after_ms: int) -> list[str]:
     lines = [
         *access.listen(port),
         f"sentinel monitor {SERVICE} 127.0.0.1 {primary} 2",
-        f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+        f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
         f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
         f"sentinel parallel-syncs {SERVICE} 1",
     ]
@@ -337,7 +339,12 @@ def _sentinel_lines(access: Access, port: int, primary: int) -> list[str]:
 
 @contextlib.contextmanager
 def sentinel_topology(
-    root: Path, *, replicas: int = 1, access: Access | None = None, timeout: float = 30.0
+    root: Path,
+    *,
+    replicas: int = 1,
+    access: Access | None = None,
+    down_after_ms: int = DOWN_AFTER_MS,
+    timeout: float = 30.0,
 ) -> Iterator[SentinelTopology]:
     """Start a primary, `replicas` replicas and three Sentinels on free 127.0.0.1 ports under
     `root`; yield once every Sentinel sees the primary, its replicas and the other two."""
@@ -353,7 +360,10 @@ def sentinel_topology(
         port = free_port()
         topology.sentinels.append(
             ConfiguredRedis(
-                sentinel, port, root / f"sentinel-{port}", _sentinel_lines(access, port, ports[0])
+                sentinel,
+                port,
+                root / f"sentinel-{port}",
+                _sentinel_lines(access, port, ports[0], down_after_ms),
             )
         )
     try:
