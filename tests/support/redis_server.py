@@ -66,9 +66,14 @@ class RedisServer:
 
 def redis_binary() -> str:
     """redis-server's path, or skip (fail in CI, where MCP_WARDEN_REQUIRE_REDIS=1)."""
-    binary = shutil.which("redis-server")
+    return _binary("redis-server")
+
+
+def _binary(name: str) -> str:
+    """The path of `name` (a Debian package of the same name), or skip; fail in CI."""
+    binary = shutil.which(name)
     if binary is None:
-        reason = "redis-server not installed (apt-get install redis-server; .ci/run does it)"
+        reason = f"{name} not installed (apt-get install {name}; .ci/run does it)"
         if os.environ.get("MCP_WARDEN_REQUIRE_REDIS") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
@@ -100,13 +105,7 @@ FAILOVER_TIMEOUT_MS = 2000
 
 def sentinel_binary() -> str:
     """redis-sentinel's path, or skip (fail in CI, where MCP_WARDEN_REQUIRE_REDIS=1)."""
-    binary = shutil.which("redis-sentinel")
-    if binary is None:
-        reason = "redis-sentinel not installed (apt-get install redis-sentinel; .ci/run does it)"
-        if os.environ.get("MCP_WARDEN_REQUIRE_REDIS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
+    return _binary("redis-sentinel")
 
 
 @dataclass(frozen=True)
