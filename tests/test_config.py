@@ -93,6 +93,8 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "jwks_max_age_seconds": ("MCP_JWKS_MAX_AGE_SECONDS", 60.0),
     "revocation_url": ("MCP_REVOCATION_URL", "sqlite:///./revocations.db"),
     "redis_password": ("MCP_REDIS_PASSWORD", None),
+    "redis_sentinel_password": ("MCP_REDIS_SENTINEL_PASSWORD", None),
+    "redis_wait_replicas": ("MCP_REDIS_WAIT_REPLICAS", None),
     "revocation_refresh_seconds": ("MCP_REVOCATION_REFRESH_SECONDS", 0.5),
     "revocation_stale_seconds": ("MCP_REVOCATION_STALE_SECONDS", 30.0),
     "token": ("MCP_TOKEN", None),

@@ -23,8 +23,9 @@ from mcp_warden.config import CREDENTIALS_DIRECTORY, Settings, credential_name
 from mcp_warden.demo.harness import call_http
 from mcp_warden.errors import ConfigError
 from mcp_warden.issuer.registry import open_registry
+from mcp_warden.redisconn import connect
+from mcp_warden.tokens.replay import open_replay_cache
 from mcp_warden.tokens.revocation import open_denylist
-from mcp_warden.tokens.revocation.redis import connect
 from tests.support.redis_server import RedisServer
 from tests.support.server import deployment, run
 
@@ -55,6 +56,7 @@ def test_the_secret_settings() -> None:
         "MCP_NEW_ENCRYPTION_KEY",
         "MCP_FERNET_KEY",
         "MCP_REDIS_PASSWORD",
+        "MCP_REDIS_SENTINEL_PASSWORD",
         "MCP_TOKEN",
         "MCP_DPOP_NONCE_KEY",
     ]
@@ -234,7 +236,7 @@ def test_a_url_with_a_password_and_the_password_setting_is_refused() -> None:
 
 
 @pytest.mark.slow
-def test_the_redis_password_from_a_file_opens_both_stores(
+def test_the_redis_password_from_a_file_opens_every_store(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     password = "s3cr3t-redis-password"
@@ -250,6 +252,9 @@ def test_the_redis_password_from_a_file_opens_both_stores(
     registry = open_registry(settings)
     assert registry.all() == []
     registry.close()
+    replay = open_replay_cache(settings)  # the DPoP replay cache, in MCP_REVOCATION_URL's Redis
+    assert replay.first_use("jkt", "proof-1", until=2**31)
+    replay.close()
     acl_user = f"redis://default@127.0.0.1:{redis_server.port}/0"  # the URL may name the user
     client, _ = connect(acl_user, password=password)
     assert client.zscore("mcp-warden:revocation:jti", "j1") == 2**31

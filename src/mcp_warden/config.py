@@ -224,6 +224,15 @@ class Settings:
     redis_password: str | None = field(
         default=None, repr=False, metadata=_env("MCP_REDIS_PASSWORD", secret=True)
     )
+    # the password of the Sentinels of a redis+sentinel:// URL (their requirepass or ACL user)
+    redis_sentinel_password: str | None = field(
+        default=None, repr=False, metadata=_env("MCP_REDIS_SENTINEL_PASSWORD", secret=True)
+    )
+    # replicas that must hold a revocation or a client change before it is reported done
+    # (Redis WAIT); None: 1 for a Sentinel URL, 0 for one Redis
+    redis_wait_replicas: int | None = field(
+        default=None, metadata=_env("MCP_REDIS_WAIT_REPLICAS", _whole(minimum=0))
+    )
     revocation_refresh_seconds: float = field(
         default=0.5, metadata=_env("MCP_REVOCATION_REFRESH_SECONDS", _seconds)
     )

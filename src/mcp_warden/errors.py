@@ -11,6 +11,7 @@
     |-- KeysError               tokens/keys.py: a refused signing-key operation
     |-- MintError               tokens/issuer.py: a token we will not sign (exit 2)
     |-- RevocationStoreError    tokens/revocation/store.py: the shared denylist failed
+    |   `-- RevocationUnconfirmed  written, but not on the replicas MCP_REDIS_WAIT_REPLICAS asks
     |-- DpopError               tokens/dpop.py: a refused DPoP proof; `reason` names the check
     |-- ApiKeyCheckError        scavio/verify.py: a candidate key Scavio refused
     |-- ScavioError             scavio/errors.py: a failed upstream call; `reason` says how
@@ -20,6 +21,7 @@
     |-- ClientsError            issuer/clients.py: a client registry request refused (exit 2)
     |   `-- UnknownClient       issuer/registry: no client has this client_id
     |-- RegistryUnavailable     issuer/registry: the client registry's store is unreachable
+    |   `-- RegistryUnconfirmed  a change made, but not on the replicas it must reach
     |-- DemoFailed              demo/flow.py: a demo step that did not do what it should
     `-- NotReady                demo/harness.py: a process that stopped or stayed silent
 

@@ -9,6 +9,7 @@ import pytest
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
+from mcp_warden.redisconn import connect
 from mcp_warden.tokens.revocation import (
     Denylist,
     MemoryDenylist,
@@ -16,7 +17,6 @@ from mcp_warden.tokens.revocation import (
     open_denylist,
     store_location,
 )
-from mcp_warden.tokens.revocation.redis import connect
 
 Open = Callable[..., Denylist]
 

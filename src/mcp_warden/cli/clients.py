@@ -28,7 +28,7 @@ from mcp_warden.issuer.clients import (
     new_client_id,
     new_secret,
 )
-from mcp_warden.issuer.registry import Registry, open_registry
+from mcp_warden.issuer.registry import Registry, RegistryUnconfirmed, open_registry
 
 
 def _tools(text: str) -> tuple[str, ...]:
@@ -133,14 +133,23 @@ def clients_add(
     registry = _open(ctx)
     try:
         registry.add(client)
-        where = registry.description
+    except RegistryUnconfirmed:
+        # The client exists on the primary: its secret, shown once, must not be lost with it.
+        _echo_registered(client, secret)
+        raise
     finally:
+        where = registry.description
         registry.close()
+    _echo_registered(client, secret)
+    click.echo(f"registered client {client.client_id} ({name}) in {where}", err=True)
+
+
+def _echo_registered(client: Client, secret: str | None) -> None:
+    """The client's id and its secret (printed this once), or its authentication method."""
     if secret is not None:
         _echo_json({"client_id": client.client_id, "client_secret": secret})
     else:
         _echo_json({"client_id": client.client_id, "token_endpoint_auth_method": "private_key_jwt"})
-    click.echo(f"registered client {client.client_id} ({name}) in {where}", err=True)
 
 
 @clients.command("list")

@@ -4,8 +4,11 @@ A proof stays acceptable while its `iat` is inside the window (RFC 9449
 section 11.1), so an entry is kept until `iat + max_age` and then may go.
 The store is the one `MCP_REVOCATION_URL` names, as for revocations:
 
-- `redis://` / `rediss://`: `SET key 1 NX EX ttl`, one round trip, atomic across
-  every replica on every host;
+- a Redis URL (`redis://`, `rediss://`, or Sentinel: mcp_warden.redisconn):
+  `SET key 1 NX EX ttl`, one round trip, atomic across every replica on every
+  host. Not confirmed by replicas (WAIT would put a replica round trip on
+  every request): a proof first used within the replication lag before a
+  failover can be used once more until its iat leaves the window;
 - `sqlite:///path`: a `dpop_replay` table in `path.dpop`, a database file
   beside the revocation database, one INSERT that only succeeds for an unseen
   (or expired) key, every process on one host. Not in the revocation file
@@ -33,6 +36,7 @@ import redis
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
+from mcp_warden.redisconn import is_redis_url, open_link
 from mcp_warden.sqlitefile import SqliteFile
 from mcp_warden.tokens.dpop import DpopError
 from mcp_warden.tokens.revocation import sqlite_path
@@ -167,9 +171,7 @@ def open_replay_cache(settings: Settings, *, clock: Clock = time.time) -> Replay
     scheme = url.split(":", 1)[0]
     if scheme == "sqlite":
         return SqliteReplayCache(url, clock=clock)
-    if scheme in ("redis", "rediss"):
-        from mcp_warden.tokens.revocation.redis import connect  # noqa: PLC0415
-
-        client, _ = connect(url, name="mcp-warden-dpop-replay")
-        return RedisReplayCache(client, clock=clock)
+    if is_redis_url(url):
+        link = open_link(url, settings, setting="MCP_REVOCATION_URL", name="mcp-warden-dpop-replay")
+        return RedisReplayCache(link.client, clock=clock)
     raise ConfigError(f"MCP_REVOCATION_URL scheme {scheme!r} is not supported")

@@ -4,8 +4,9 @@
 
 - `sqlite:///relative/path` or `sqlite:////absolute/path`: issuer processes on
   one host (the default, `sqlite:///./clients.db`), see `sqlite`;
-- `redis://[user:password@]host[:port][/db]` or `rediss://...` (TLS): issuer
-  processes on several hosts, see `redis`.
+- `redis://[user@]host[:port][/db]`, `rediss://...` (TLS), or the Sentinel
+  forms `redis+sentinel://host:port,host:port/service/db` (mcp_warden.redisconn):
+  issuer processes on several hosts, see `redis`.
 
 Nothing is cached: every token request reads its client from the store (a
 primary-key lookup, or one Redis HGET), so `clients set`, `rotate-secret`
@@ -27,13 +28,21 @@ from typing import Protocol
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.issuer.clients import Client, ClientsError
+from mcp_warden.redisconn import is_redis_url, open_link
 from mcp_warden.sqlitefile import url_path
 
-URL_FORMS = "sqlite:///relative/path, sqlite:////absolute/path, redis://host:port/db"
+URL_FORMS = (
+    "sqlite:///relative/path, sqlite:////absolute/path, redis://host:port/db, "
+    "redis+sentinel://host:port,host:port/service/db"
+)
 
 
 class RegistryUnavailable(WardenError):
     """The registry's store cannot be read or written now (the message names it, no password)."""
+
+
+class RegistryUnconfirmed(RegistryUnavailable):
+    """A change reached the store, but not the replicas that make it survive a failover."""
 
 
 class UnknownClient(ClientsError):
@@ -82,17 +91,11 @@ def open_registry(settings: Settings) -> Registry:
         from mcp_warden.issuer.registry.sqlite import SqliteRegistry  # noqa: PLC0415
 
         return SqliteRegistry(sqlite_path(url))
-    if scheme in ("redis", "rediss"):
+    if is_redis_url(url):
         from mcp_warden.issuer.registry.redis import RedisRegistry  # noqa: PLC0415
-        from mcp_warden.tokens.revocation.redis import connect  # noqa: PLC0415
 
-        client, where = connect(
-            url,
-            setting="MCP_CLIENTS_URL",
-            name="mcp-warden-clients",
-            password=settings.redis_password,
-        )
-        return RedisRegistry(client, where)
+        link = open_link(url, settings, setting="MCP_CLIENTS_URL", name="mcp-warden-clients")
+        return RedisRegistry(link.client, link.where, replicas=link.replicas)
     # Never echo the URL: it may carry a Redis password.
     raise ConfigError(f"MCP_CLIENTS_URL scheme {scheme!r} is not supported; use {URL_FORMS}")
 

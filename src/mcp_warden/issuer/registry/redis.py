@@ -8,11 +8,17 @@ Keys (prefix `mcp-warden:clients:`):
   private_key_jwt assertion is used: the first process to set it wins, every
   other use is a replay, and Redis drops the key when the assertion expires.
 
-Changes run as optimistic transactions (WATCH, MULTI/EXEC, retried by
-redis-py on a conflict), so two `clients` commands never half-apply. The
-connection is made by the revocation store's `connect` (short timeouts, one
-retry, `rediss://` for TLS); a Redis that does not answer is a
-RegistryUnavailable naming its address, never its password.
+Changes run as optimistic transactions (WATCH, MULTI/EXEC, again on a
+conflict), so two `clients` commands never half-apply. With `replicas`
+(MCP_REDIS_WAIT_REPLICAS; 1 for a Sentinel URL) a change returns only once
+that many replicas hold it (mcp_warden.redisconn.confirm), so a removed client
+or a rotated secret does not come back after a failover; otherwise
+RegistryUnconfirmed. Assertion jtis are not confirmed: they are on the token
+request's path, and one used within the replication lag before a failover
+can be replayed until it expires. The connection comes from
+mcp_warden.redisconn (short timeouts, one retry, TLS, Sentinel); a Redis that
+does not answer is a RegistryUnavailable naming its address, never its
+password.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from typing import Any, TypeVar
 import redis
 
 from mcp_warden.issuer.clients import Client, ClientsError
-from mcp_warden.issuer.registry import RegistryUnavailable, UnknownClient
+from mcp_warden.issuer.registry import RegistryUnavailable, RegistryUnconfirmed, UnknownClient
 from mcp_warden.issuer.registry.sqlite import assertion_key
+from mcp_warden.redisconn import Unconfirmed, confirm, mark
 
 PREFIX = "mcp-warden:clients:"
 T = TypeVar("T")
@@ -34,9 +41,14 @@ T = TypeVar("T")
 class RedisRegistry:
     """The `Registry` on one Redis database."""
 
-    def __init__(self, client: redis.Redis, where: str, *, prefix: str = PREFIX) -> None:
+    def __init__(
+        self, client: redis.Redis, where: str, *, prefix: str = PREFIX, replicas: int = 0
+    ) -> None:
+        """`replicas`: how many replicas must hold a change before it returns (Redis WAIT)."""
         self._redis = client
         self._where = where
+        self._prefix = prefix
+        self._replicas = replicas
         self._records = prefix + "records"
         self._names = prefix + "names"
         self._assertion = prefix + "assertion:"
@@ -109,9 +121,11 @@ class RedisRegistry:
                 try:
                     pipe.watch(*watched)
                     result = change(pipe)
+                    marker = mark(pipe, self._prefix, self._replicas)
                     pipe.execute()
                 except redis.WatchError:
                     continue
+                confirm(self._redis, marker, self._replicas)
                 return result
 
     def _parse(self, doc: str | bytes) -> Client:
@@ -129,6 +143,12 @@ class RedisRegistry:
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
+        except Unconfirmed as exc:
+            raise RegistryUnconfirmed(
+                f"the change reached the client registry at {self.description} but is not "
+                f"confirmed: {exc}; a failover before a replica has it would undo it: check "
+                "`mcp-warden clients list` once the replicas are back and repeat it if needed"
+            ) from exc
         except redis.RedisError as exc:
             raise RegistryUnavailable(
                 f"cannot {what} the client registry at {self.description}: {exc}; "

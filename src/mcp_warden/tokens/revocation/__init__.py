@@ -8,8 +8,9 @@ as far as verifiers accept an `iat`). Backends are chosen by `MCP_REVOCATION_URL
 - `memory://`: this process only (tests, a single stdio server), see `memory`;
 - `sqlite:///relative/path` or `sqlite:////absolute/path`: every process on one
   host (the default, `sqlite:///./revocations.db`), see `sqlite`;
-- `redis://[user:password@]host[:port][/db]` or `rediss://...` (TLS): every
-  replica on every host, see `redis`.
+- `redis://[user@]host[:port][/db]`, `rediss://...` (TLS), or the Sentinel
+  forms `redis+sentinel://host:port,host:port/service/db` (mcp_warden.redisconn):
+  every replica on every host, see `redis`.
 
 `is_revoked` sits on every request's path, so every backend answers it from
 an in-process view (`view`: dict lookups, the one check) that a background
@@ -25,10 +26,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
+from mcp_warden.redisconn import is_redis_url, parse
 from mcp_warden.sqlitefile import url_path
 from mcp_warden.tokens.revocation.memory import MemoryDenylist
 from mcp_warden.tokens.revocation.rules import Clock, sub_cutoff
@@ -46,7 +47,10 @@ __all__ = [
     "sub_cutoff",
 ]
 
-URL_FORMS = "memory://, sqlite:///relative/path, sqlite:////absolute/path, redis://host:port/db"
+URL_FORMS = (
+    "memory://, sqlite:///relative/path, sqlite:////absolute/path, redis://host:port/db, "
+    "redis+sentinel://host:port,host:port/service/db"
+)
 
 
 class Denylist(Protocol):
@@ -95,11 +99,14 @@ def open_denylist(
         from mcp_warden.tokens.revocation.sqlite import SqliteStore  # noqa: PLC0415
 
         store: Store = SqliteStore(sqlite_path(url), max_ttl=max_ttl, leeway=leeway, clock=clock)
-    elif scheme in ("redis", "rediss"):
-        from mcp_warden.tokens.revocation.redis import RedisStore, connect  # noqa: PLC0415
+    elif is_redis_url(url):
+        from mcp_warden.redisconn import open_link  # noqa: PLC0415
+        from mcp_warden.tokens.revocation.redis import RedisStore  # noqa: PLC0415
 
-        client, where = connect(url, password=settings.redis_password)
-        store = RedisStore(client, where, max_ttl=max_ttl, leeway=leeway)
+        link = open_link(url, settings, setting="MCP_REVOCATION_URL", name="mcp-warden-revocation")
+        store = RedisStore(
+            link.client, link.where, max_ttl=max_ttl, leeway=leeway, replicas=link.replicas
+        )
     else:
         # Never echo the URL: it may carry a Redis password.
         raise ConfigError(f"MCP_REVOCATION_URL scheme {scheme!r} is not supported; use {URL_FORMS}")
@@ -119,17 +126,12 @@ def store_location(url: str) -> str:
     """Where `url` (already accepted by `open_denylist`) keeps revocations, for the operator.
 
     An SQLite path is made absolute (a relative one depends on the working
-    directory); a Redis URL loses its user and password.
+    directory); a Redis URL loses its user and password (RedisURL.location).
     """
     if url.startswith("sqlite:"):
         return f"SQLite database {sqlite_path(url).absolute()}"
-    if url.startswith(("redis:", "rediss:")):
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host
-        db = parts.path.lstrip("/") or "0"
-        tls = " (TLS)" if parts.scheme == "rediss" else ""
-        return f"Redis at {host}:{parts.port or 6379}/{db}{tls}"
+    if is_redis_url(url):
+        return parse(url, "MCP_REVOCATION_URL").location
     return "this process's memory"
 
 

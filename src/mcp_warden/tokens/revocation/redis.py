@@ -39,6 +39,16 @@ before any surviving replica wrote the list back misses those revocations
 for about one refresh interval; if every replica restarted too, they are
 gone. Run Redis with persistence (`appendonly yes`): a restart then keeps the
 list and the epoch, and nothing needs writing back.
+
+Failover (a `redis+sentinel://` URL, see mcp_warden.redisconn): the client
+finds the promoted replica on its next connection. The replicated data set
+keeps the epoch and the stream, so replicas read on from their cursors. With
+`replicas` (MCP_REDIS_WAIT_REPLICAS; 1 for a Sentinel URL) `put` returns only
+once that many replicas hold the write (redisconn.confirm), and raises
+RevocationUnconfirmed otherwise: a revocation reported done is on a replica
+that a failover can promote. `restore` does not wait: it writes back what
+the replicas' views hold anyway, and a sync waiting on absent replicas would
+let every view go stale.
 """
 
 from __future__ import annotations
@@ -48,88 +58,37 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from mcp_warden.errors import ConfigError
+from mcp_warden.redisconn import Unconfirmed, confirm, connect, mark
 from mcp_warden.tokens.revocation.rules import Expiry
-from mcp_warden.tokens.revocation.store import Entries, RevocationStoreError
+from mcp_warden.tokens.revocation.store import Entries, RevocationStoreError, RevocationUnconfirmed
+
+__all__ = ["PREFIX", "RedisStore", "connect"]  # connect: redisconn's, for the benchmarks
 
 PREFIX = "mcp-warden:revocation:"
-CONNECT_TIMEOUT_SECONDS = 1.0
-COMMAND_TIMEOUT_SECONDS = 2.0
 _BATCH = 10_000
-
-
-def connect(
-    url: str,
-    *,
-    setting: str = "MCP_REVOCATION_URL",
-    name: str = "mcp-warden-revocation",
-    password: str | None = None,
-) -> tuple[redis.Redis, str]:
-    """A client for `redis://[user:password@]host[:port][/db]` (or rediss://), and "host:port".
-
-    `password` (MCP_REDIS_PASSWORD, usually from MCP_REDIS_PASSWORD_FILE or a
-    systemd credential) authenticates when the URL holds none: with the URL's
-    user name for an ACL user, as `default` otherwise. A URL with a password
-    of its own as well is refused: which one counts would be a guess.
-
-    Short timeouts and a single retry without backoff: a dead Redis costs a
-    sync or a revocation about a second, never a stuck thread. `setting` is the
-    variable an error names, `name` the client name Redis shows (CLIENT LIST).
-    """
-    parts = urlsplit(url)
-    try:
-        port = 6379 if parts.port is None else parts.port
-    except ValueError:
-        port = 0
-    db = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if (
-        parts.scheme not in ("redis", "rediss")
-        or not parts.hostname
-        or not 0 < port < 65536
-        or not (db == "" or (db.isascii() and db.isdigit()))
-        or parts.query
-        or parts.fragment
-    ):
-        raise ConfigError(
-            f"{setting} is not a Redis URL we accept; use "
-            "redis://[user:password@]host[:port][/db] or rediss://... (TLS), no query"
-        )
-    if password is not None and parts.password:
-        raise ConfigError(
-            f"{setting} holds a password and MCP_REDIS_PASSWORD (or MCP_REDIS_PASSWORD_FILE) "
-            f"is set too; remove the password from {setting}"
-        )
-    client = redis.Redis(
-        host=parts.hostname,
-        port=port,
-        db=int(db or 0),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else password,
-        ssl=parts.scheme == "rediss",
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=COMMAND_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=True,
-        client_name=name,
-    )
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return client, f"{host}:{port}"
 
 
 class RedisStore:
     """The `Store` on one Redis database."""
 
     def __init__(
-        self, client: redis.Redis, where: str, *, max_ttl: int, leeway: int, prefix: str = PREFIX
+        self,
+        client: redis.Redis,
+        where: str,
+        *,
+        max_ttl: int,
+        leeway: int,
+        prefix: str = PREFIX,
+        replicas: int = 0,
     ) -> None:
+        """`replicas`: how many replicas must hold a `put` before it returns (Redis WAIT)."""
         self._redis = client
         self._where = where
+        self._prefix = prefix
+        self._replicas = replicas
         self._expiry = Expiry(max_ttl=max_ttl, leeway=leeway)
         self._jti_key = prefix + "jti"
         self._sub_key = prefix + "sub"
@@ -212,7 +171,9 @@ class RedisStore:
                         minid=max(floor_ms, 0),
                         approximate=False,
                     )
+            marker = mark(pipe, self._prefix, self._replicas)
             pipe.execute()
+            confirm(self._redis, marker, self._replicas)
 
     def restore(self, entries: Entries, now: int) -> None:
         """Add entries in batches without feeding the stream, then make every replica reload."""
@@ -250,6 +211,8 @@ class RedisStore:
         """Turn redis-py's errors (and a malformed entry) into RevocationStoreError."""
         try:
             yield
+        except Unconfirmed as exc:
+            raise RevocationUnconfirmed(str(exc)) from exc
         except redis.RedisError as exc:
             raise RevocationStoreError(f"cannot {what} {self.description}: {exc}") from exc
         except (ValueError, KeyError, IndexError) as exc:

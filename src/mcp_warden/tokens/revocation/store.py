@@ -18,6 +18,10 @@ class RevocationStoreError(WardenError):
     """The shared revocation store could not be opened, read or written."""
 
 
+class RevocationUnconfirmed(RevocationStoreError):
+    """A write reached the store, but not the replicas that make it survive a failover."""
+
+
 @dataclass
 class Entries:
     """A batch of revocations: `jtis` maps jti -> exp, `subs` maps sub -> revoked-at."""

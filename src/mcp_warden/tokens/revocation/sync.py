@@ -24,7 +24,12 @@ import time
 
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation.rules import Clock, Expiry
-from mcp_warden.tokens.revocation.store import Entries, RevocationStoreError, Store
+from mcp_warden.tokens.revocation.store import (
+    Entries,
+    RevocationStoreError,
+    RevocationUnconfirmed,
+    Store,
+)
 from mcp_warden.tokens.revocation.view import RevocationView
 
 log = logging.getLogger("mcp_warden.revocation")
@@ -131,6 +136,12 @@ class SyncedDenylist:
         self._view.merge(entries)
         try:
             self._store.put(entries, int(self._clock()))
+        except RevocationUnconfirmed as exc:
+            raise RevocationUnconfirmed(
+                f"the revocation of {what} reached {self._store.description} but is not "
+                f"confirmed: {exc}; servers reading it refuse the token, yet a failover before "
+                "a replica has it would lose it: retry once the replicas are back"
+            ) from exc
         except RevocationStoreError as exc:
             raise RevocationStoreError(
                 f"the revocation of {what} was NOT recorded in {self._store.description} ({exc}); "
