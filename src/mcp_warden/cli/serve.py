@@ -7,7 +7,7 @@ from typing import Literal
 
 import click
 
-from mcp_warden.cli import settings
+from mcp_warden.cli import metrics_options, metrics_settings
 
 
 @click.command()
@@ -22,17 +22,26 @@ from mcp_warden.cli import settings
 @click.option(
     "--port", type=int, default=8000, show_default=True, help="HTTP: TCP port (0: any free port)."
 )
+@metrics_options
 @click.pass_context
-def serve(ctx: click.Context, transport: Literal["http", "stdio"], host: str, port: int) -> None:
+def serve(  # noqa: PLR0917  (click passes the options positionally)
+    ctx: click.Context,
+    transport: Literal["http", "stdio"],
+    host: str,
+    port: int,
+    metrics_host: str | None,
+    metrics_port: int | None,
+) -> None:
     """Serve the protected tools; each token lists and calls only the tools it names.
 
     HTTP prints `mcp-warden: serving on http://HOST:PORT/mcp` on stderr once it
     accepts connections, answers GET /healthz without authentication, and
     stops gracefully on SIGTERM. Clients must use the URL in MCP_TOKEN_AUDIENCE.
+    With a metrics port, HTTP also serves Prometheus /metrics there (stdio: never).
     """
     from mcp_warden.server import app  # noqa: PLC0415  (the SDK loads only for `serve`)
 
-    cfg = settings(ctx)
+    cfg = metrics_settings(ctx, metrics_host, metrics_port)
     try:
         if transport == "stdio":
             app.serve_stdio(cfg)

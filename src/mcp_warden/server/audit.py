@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mcp_warden.credentials.files import open_private
 from mcp_warden.errors import ConfigError
+from mcp_warden.metrics import catalog as metrics
 
 if TYPE_CHECKING:
     from mcp_warden.server.grants import Grant
@@ -111,6 +112,7 @@ class AuditLog:
         if client is not None:
             entry["client"] = client[:CLIENT_CHARS]
         self._write(entry)
+        metrics.tool_call(tool, outcome, latency_ms / 1000)
 
     def refused(
         self,
@@ -126,6 +128,7 @@ class AuditLog:
         entry["status"] = status
         entry["client"] = client[:CLIENT_CHARS] if client is not None else None
         self._write(entry)
+        metrics.refusal(status, reason)
 
     def issuer_event(
         self,
@@ -139,8 +142,13 @@ class AuditLog:
         jti: str | None = None,
         reason: str | None = None,
         error: str | None = None,
+        authenticated: bool = False,
     ) -> None:
-        """Write the line of an issuer request (a token issued or refused, a revocation)."""
+        """Write the line of an issuer request (a token issued or refused, a revocation).
+
+        `authenticated`: `client_id` is the client that authenticated, not only the
+        one the request claimed; only then does the metric name it.
+        """
         entry: dict[str, object] = {
             "time": _utc_now(),
             "event": event,
@@ -156,6 +164,7 @@ class AuditLog:
         entry["status"] = status
         entry["client"] = _printable(address)
         self._write(entry)
+        metrics.issuer_request(event, outcome, client_id if authenticated else None, reason)
 
     def _write(self, entry: dict[str, object]) -> None:
         data = (json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
@@ -186,8 +195,14 @@ class RequestAudit:
     grant: Grant | None = None
     started: float = field(default_factory=time.perf_counter)
 
-    def call(self, tool: object, outcome: Outcome, reason: str | None = None) -> None:
-        """The line of a tools/call: allowed, denied or error, with its latency so far."""
+    def call(
+        self, tool: object, outcome: Outcome, reason: str | None = None, *, status: int = 0
+    ) -> None:
+        """The line of a tools/call: allowed, denied or error, with its latency so far.
+
+        `status`: the HTTP status an HTTP layer refused the call with before the SDK
+        (403 insufficient_scope); it counts among the refusals' metrics too.
+        """
         sub, jti = self._who()
         self.log.record(
             sub=sub,
@@ -198,6 +213,8 @@ class RequestAudit:
             latency_ms=(time.perf_counter() - self.started) * 1000,
             client=self.client,
         )
+        if status:
+            metrics.refusal(status, reason or "")
 
     def refused(self, status: int, reason: str) -> None:
         """The line of an HTTP request our layers answered `status` before the SDK."""
