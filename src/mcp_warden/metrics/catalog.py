@@ -90,6 +90,7 @@ ISSUER_REASONS: Final = _DPOP | frozenset(
         "body_too_large",
         "client_id_mismatch",
         "client_key_unusable",
+        "dpop_required",
         "duplicate_parameter",
         "invalid_scope",
         "invalid_secret",
