@@ -30,9 +30,7 @@ def value(name: str, **labels: str) -> float:
 
 def test_a_tool_the_server_did_not_register_is_one_label() -> None:
     catalog.register_tool("registered_tool")
-    before = value(
-        "mcp_warden_tool_calls_total", tool=catalog.UNREGISTERED, outcome="denied"
-    )
+    before = value("mcp_warden_tool_calls_total", tool=catalog.UNREGISTERED, outcome="denied")
     for name in ("no_such_tool", "x" * 500, ["a", "list"], None, 7):
         catalog.tool_call(name, "denied", 0.001)
     catalog.tool_call("registered_tool", "allowed", 0.002)

@@ -1,4 +1,4 @@
-"""The `/metrics` servers in-process: where they listen, what they refuse, what they leave behind."""
+"""The `/metrics` servers in-process: where they listen, what they refuse, what they leave."""
 
 from __future__ import annotations
 

@@ -90,4 +90,3 @@ def test_one_scrape_adds_up_two_worker_processes(tmp_path: Path) -> None:
         assert gone.series(SYNCED) == []  # no live worker: no gauge
     assert not directory.exists()
     assert MULTIPROC_DIR not in os.environ
-

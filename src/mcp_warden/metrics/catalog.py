@@ -203,10 +203,9 @@ def _children(tool: str, outcome: str) -> tuple[Counter, Histogram]:
     return _call_children.setdefault((tool, outcome), pair)
 
 
-def refusal(status: int, reason: str) -> None:
+def refusal(status: int, reason: str | None) -> None:
     """One request an HTTP layer answered `status` before a tool ran."""
-    word = reason if reason in REFUSAL_REASONS else OTHER
-    REFUSALS.labels(status_label(status), word).inc()
+    REFUSALS.labels(status_label(status), _known(reason, REFUSAL_REASONS)).inc()
 
 
 def upstream_request(status: int | str, seconds: float) -> None:
@@ -238,11 +237,14 @@ def credential_load_failed(exc: BaseException) -> None:
 
 def issuer_request(endpoint: str, outcome: str, client: str | None, reason: str | None) -> None:
     """One issuer answer; `client` is None unless the client authenticated."""
-    if reason is None:
-        word = NO_REASON
-    else:
-        word = reason if reason in ISSUER_REASONS else OTHER
+    word = _known(reason, ISSUER_REASONS)
     ISSUER_REQUESTS.labels(endpoint, outcome, client or UNAUTHENTICATED, word).inc()
+
+
+def _known(reason: str | None, reasons: frozenset[str]) -> str:
+    if reason is None:
+        return NO_REASON
+    return reason if reason in reasons else OTHER
 
 
 def status_label(status: int) -> str:

@@ -97,13 +97,13 @@ def prepare_multiprocess_dir(environ: MutableMapping[str, str] = os.environ) -> 
 def serve_in_parent(host: str, port: int, directory: Path) -> MetricsEndpoint:
     """Serve every worker's metrics in `directory`, aggregated, on host:port."""
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
     return serve_registry(host, port, registry)
 
 
 def worker_exited(pid: int, directory: Path) -> None:
     """Drop the gauges of the dead worker `pid` (its counters keep counting in the sums)."""
-    mark_process_dead(pid, str(directory))
+    mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
 
 @contextlib.contextmanager

@@ -214,7 +214,7 @@ class RequestAudit:
             client=self.client,
         )
         if status:
-            metrics.refusal(status, reason or "")
+            metrics.refusal(status, reason)
 
     def refused(self, status: int, reason: str) -> None:
         """The line of an HTTP request our layers answered `status` before the SDK."""
