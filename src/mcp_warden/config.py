@@ -260,7 +260,7 @@ class Settings:
         default=100, metadata=_env("MCP_MAX_CONCURRENT_REQUESTS", _whole(minimum=1))
     )
     # serve and issuer serve: Prometheus /metrics on its own address; None: not served
-    metrics_host: str = field(default="127.0.0.1", metadata=_env("MCP_METRICS_HOST"))
+    metrics_address: str = field(default="127.0.0.1", metadata=_env("MCP_METRICS_HOST"))
     metrics_port: int | None = field(default=None, metadata=_env("MCP_METRICS_PORT", _port))
     # the issuer service (`issuer serve`, `clients`): its client registry, shared by its processes
     clients_url: str = field(

@@ -94,7 +94,7 @@ def metrics_options(command: F) -> F:
 
 def metrics_settings(ctx: click.Context, host: str | None, port: int | None) -> Settings:
     """The settings with the metrics flags, when given, over the environment's."""
-    return settings(ctx).with_overrides(metrics_host=host, metrics_port=port)
+    return settings(ctx).with_overrides(metrics_address=host, metrics_port=port)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -112,7 +112,7 @@ def process_endpoint(settings: Settings, *, public_port: int) -> Iterator[Metric
     if settings.metrics_port is None:
         yield None
         return
-    host, port = _address(settings.metrics_host, settings.metrics_port, public_port)
+    host, port = _address(settings.metrics_address, settings.metrics_port, public_port)
     endpoint = _announced(serve_registry(host, port, REGISTRY))
     try:
         yield endpoint
@@ -137,7 +137,7 @@ def parent_endpoint(settings: Settings, *, public_port: int) -> Iterator[ParentM
     if settings.metrics_port is None:
         yield None
         return
-    host, port = _address(settings.metrics_host, settings.metrics_port, public_port)
+    host, port = _address(settings.metrics_address, settings.metrics_port, public_port)
     directory = prepare_multiprocess_dir()
     try:
         endpoint = _announced(serve_in_parent(host, port, directory))
