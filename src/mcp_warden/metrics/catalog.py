@@ -38,13 +38,15 @@ from __future__ import annotations
 import http
 import re
 import time
-from typing import Final, get_args
+from typing import Any, Final, TypeVar, cast, get_args
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from mcp_warden.errors import WardenError
 from mcp_warden.tokens.dpop import DpopReason
 from mcp_warden.tokens.errors import Reason as TokenReason
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 OTHER: Final = "other"
 UNREGISTERED: Final = "(unregistered)"  # parentheses: no tool name can be this
@@ -179,33 +181,37 @@ ISSUER_REQUESTS = Counter(
 )
 
 _tools: set[str] = set()
-_call_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 _OUTCOMES = ("allowed", "denied", "error")
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: M, *labels: str) -> M:
+    """`metric.labels(*labels)`, kept: a dict lookup instead of the library's lock per call."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children.setdefault(key, metric.labels(*labels))
+    return cast("M", child)
 
 
 def register_tool(name: str) -> None:
     """Make `name` a tool label value (its series start at 0): the server registered it."""
     _tools.add(name)
     for outcome in _OUTCOMES:
-        _children(name, outcome)
+        _child(TOOL_CALLS, name, outcome)
+    _child(TOOL_CALL_SECONDS, name)
 
 
 def tool_call(tool: object, outcome: str, seconds: float) -> None:
     """One tools/call, as its audit line records it."""
     name = tool if isinstance(tool, str) and tool in _tools else UNREGISTERED
-    count, duration = _call_children.get((name, outcome)) or _children(name, outcome)
-    count.inc()
-    duration.observe(seconds)
-
-
-def _children(tool: str, outcome: str) -> tuple[Counter, Histogram]:
-    pair = (TOOL_CALLS.labels(tool, outcome), TOOL_CALL_SECONDS.labels(tool))
-    return _call_children.setdefault((tool, outcome), pair)
+    _child(TOOL_CALLS, name, outcome).inc()
+    _child(TOOL_CALL_SECONDS, name).observe(seconds)
 
 
 def refusal(status: int, reason: str | None) -> None:
     """One request an HTTP layer answered `status` before a tool ran."""
-    REFUSALS.labels(status_label(status), _known(reason, REFUSAL_REASONS)).inc()
+    _child(REFUSALS, status_label(status), _known(reason, REFUSAL_REASONS)).inc()
 
 
 def upstream_request(status: int | str, seconds: float) -> None:
@@ -214,7 +220,7 @@ def upstream_request(status: int | str, seconds: float) -> None:
         label = status_label(status)
     else:
         label = status if status in _TRANSPORT else OTHER
-    UPSTREAM_SECONDS.labels(label).observe(seconds)
+    _child(UPSTREAM_SECONDS, label).observe(seconds)
 
 
 def revocation_synced(store: object, entries: int) -> None:
