@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -10,21 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mcp_warden.metrics.endpoint import BANNER
+from tests.support.procs import required
 
 
 def promtool_binary() -> str:
     """promtool's path, or skip (fail in CI, where MCP_WARDEN_REQUIRE_PROMTOOL=1)."""
-    binary = shutil.which("promtool")
-    if binary is None:
-        reason = "promtool not installed (apt-get install prometheus; .ci/run does it)"
-        if os.environ.get("MCP_WARDEN_REQUIRE_PROMTOOL") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
+    reason = "promtool not installed (apt-get install prometheus; .ci/run does it)"
+    return required(shutil.which("promtool"), reason, "MCP_WARDEN_REQUIRE_PROMTOOL")
 
 
 def check_metrics(text: str) -> None:

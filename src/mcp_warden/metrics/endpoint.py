@@ -30,12 +30,13 @@ themselves. The same steps are available one by one
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
@@ -106,18 +107,11 @@ def worker_exited(pid: int, directory: Path) -> None:
     mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
 
-@contextlib.contextmanager
-def process_endpoint(settings: Settings, *, public_port: int) -> Iterator[MetricsEndpoint | None]:
+def process_endpoint(
+    settings: Settings, *, public_port: int
+) -> contextlib.AbstractContextManager[MetricsEndpoint | None]:
     """This process's `/metrics` while the block runs; None when MCP_METRICS_PORT is unset."""
-    if settings.metrics_port is None:
-        yield None
-        return
-    host, port = _address(settings.metrics_address, settings.metrics_port, public_port)
-    endpoint = _announced(serve_registry(host, port, REGISTRY))
-    try:
-        yield endpoint
-    finally:
-        endpoint.close()
+    return _serving(settings, public_port, lambda host, port: serve_registry(host, port, REGISTRY))
 
 
 @dataclass
@@ -137,28 +131,33 @@ def parent_endpoint(settings: Settings, *, public_port: int) -> Iterator[ParentM
     if settings.metrics_port is None:
         yield None
         return
-    host, port = _address(settings.metrics_address, settings.metrics_port, public_port)
     directory = prepare_multiprocess_dir()
     try:
-        endpoint = _announced(serve_in_parent(host, port, directory))
-        try:
-            yield ParentMetrics(endpoint, directory)
-        finally:
-            endpoint.close()
+        serve = functools.partial(serve_in_parent, directory=directory)
+        with _serving(settings, public_port, serve) as endpoint:
+            yield ParentMetrics(endpoint, directory) if endpoint is not None else None
     finally:
         os.environ.pop(MULTIPROC_DIR, None)
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _address(host: str, port: int, public_port: int) -> tuple[str, int]:
+@contextlib.contextmanager
+def _serving(
+    settings: Settings, public_port: int, serve: Callable[[str, int], MetricsEndpoint]
+) -> Iterator[MetricsEndpoint | None]:
+    """`serve(host, port)` on the metrics address, announced, closed after; None when off."""
+    port = settings.metrics_port
+    if port is None:
+        yield None
+        return
     if port == public_port != 0:
         raise ConfigError(
             f"--metrics-port {port} is the public port; metrics are served on their own "
             "address only: choose another --metrics-port"
         )
-    return host, port
-
-
-def _announced(endpoint: MetricsEndpoint) -> MetricsEndpoint:
+    endpoint = serve(settings.metrics_address, port)
     print(BANNER + endpoint.url, file=sys.stderr, flush=True)
-    return endpoint
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
