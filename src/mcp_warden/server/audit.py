@@ -30,6 +30,9 @@ HTTP `status` and the peer; never a secret, an assertion or a token:
     {"time": ..., "event": "token", "outcome": "refused", "client_id": "mcpw_...",
      "tools": null, "jti": null, "reason": "invalid_secret", "error": "invalid_client", ...}
 
+Every line also counts in the Prometheus metrics (`metrics/catalog.py`: tool
+calls, refusals, issuer requests), from the same fields, with bounded labels.
+
 On the MCP server, every line is written through `RequestAudit`, made once per request where
 the request enters (an HTTP layer, or `ToolGuard` for a call that reaches
 the SDK): it knows the client, when the request started and, once the token
