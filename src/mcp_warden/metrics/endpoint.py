@@ -23,7 +23,10 @@ spawned interpreter does), and serves `/metrics` from the parent with a
 worker that ever ran, gauges from the live ones (see `catalog`). A dead
 worker's gauges leave with `worker_exited` (`mark_process_dead`); the
 directory is removed when the block ends. Workers never serve `/metrics`
-themselves. The same steps are available one by one
+themselves (they never enter `process_endpoint`). The supervisor's own
+values stay in its memory, out of the sums: prometheus_client picks its
+value class when first imported, which this module's import did before the
+variable was set. The same steps are available one by one
 (`prepare_multiprocess_dir`, `serve_in_parent`, `worker_exited`).
 """
 
