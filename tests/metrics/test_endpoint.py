@@ -8,6 +8,7 @@ import stat
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError
@@ -50,7 +51,7 @@ def test_a_busy_port_is_a_one_line_config_error() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError) as raised:
-            serve_registry("127.0.0.1", port, registry=None)  # type: ignore[arg-type]
+            serve_registry("127.0.0.1", port, REGISTRY)
     assert str(raised.value) == (
         f"cannot serve metrics on 127.0.0.1:{port}: Address already in use; choose another "
         "--metrics-port (0 picks a free one) or --metrics-host"
