@@ -31,7 +31,7 @@ def test_the_process_endpoint_serves_this_registry_and_stops(
         assert endpoint.url == f"http://127.0.0.1:{endpoint.port}/metrics"
         answer = httpx.get(endpoint.url, trust_env=False, timeout=10)
         assert answer.status_code == 200
-        assert catalog.TOOL_CALLS.describe()[0].name == "mcp_warden_tool_calls"  # declared
+        assert [m.name for m in catalog.TOOL_CALLS.describe()] == ["mcp_warden_tool_calls"]
         assert "# TYPE mcp_warden_tool_calls_total counter" in answer.text
     assert capsys.readouterr().err == f"{BANNER}{endpoint.url}\n"
     with pytest.raises(httpx.ConnectError):
