@@ -110,6 +110,8 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "audit_log": ("MCP_AUDIT_LOG", None),
     "max_concurrent_requests": ("MCP_MAX_CONCURRENT_REQUESTS", 100),
     "serve_workers": ("MCP_SERVE_WORKERS", 1),
+    "metrics_address": ("MCP_METRICS_HOST", "127.0.0.1"),
+    "metrics_port": ("MCP_METRICS_PORT", None),
     "clients_url": ("MCP_CLIENTS_URL", "sqlite:///./clients.db"),
     "issuer_resources": ("MCP_ISSUER_RESOURCES", ()),
     "issuer_auth_failures": ("MCP_ISSUER_AUTH_FAILURES", 10),

@@ -66,6 +66,16 @@ def _whole(*, minimum: int) -> Parse:
     return parse
 
 
+def _port(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name}={raw!r} is not a TCP port (0-65535; 0 picks a free one)")
+    return value
+
+
 def _seconds(name: str, raw: str) -> float:
     try:
         value = float(raw)
@@ -272,6 +282,9 @@ class Settings:
     )
     # serve, HTTP: processes accepting on one port (`auto` becomes the usable cores)
     serve_workers: int = field(default=1, metadata=_env("MCP_SERVE_WORKERS", parse_workers))
+    # serve and issuer serve: Prometheus /metrics on its own address; None: not served
+    metrics_address: str = field(default="127.0.0.1", metadata=_env("MCP_METRICS_HOST"))
+    metrics_port: int | None = field(default=None, metadata=_env("MCP_METRICS_PORT", _port))
     # the issuer service (`issuer serve`, `clients`): its client registry, shared by its processes
     clients_url: str = field(
         default="sqlite:///./clients.db", repr=False, metadata=_env("MCP_CLIENTS_URL")

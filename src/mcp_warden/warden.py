@@ -38,6 +38,7 @@ from starlette.types import ASGIApp
 from mcp_warden.config import Settings
 from mcp_warden.credentials.store import CredentialStore
 from mcp_warden.errors import ConfigError
+from mcp_warden.metrics import catalog as metrics
 from mcp_warden.server import run
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.auth import TokenVerifierAdapter, auth_settings
@@ -117,7 +118,11 @@ class Warden:
 
         Keep it in a local variable for that call only; the store keeps no plaintext.
         """
-        return self.store.load(name)
+        try:
+            return self.store.load(name)
+        except Exception as exc:
+            metrics.credential_load_failed(exc)
+            raise
 
     # -- an `mcp` SDK MCPServer ------------------------------------------------------
 
@@ -174,6 +179,7 @@ class Warden:
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
+            metrics.register_tool(tool_name)
             server.add_tool(
                 guarded(tool_name, fn), name=tool_name, description=description, **options
             )

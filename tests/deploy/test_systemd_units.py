@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mcp_warden.config import credential_name
+from tests.support.procs import required
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +41,8 @@ HARDENING = [
 
 def systemd_analyze() -> str:
     """systemd-analyze's path, or skip (fail in CI, where MCP_WARDEN_REQUIRE_SYSTEMD=1)."""
-    binary = shutil.which("systemd-analyze")
-    if binary is None:
-        reason = "systemd-analyze not installed (apt-get install systemd; .ci/run does it)"
-        if os.environ.get("MCP_WARDEN_REQUIRE_SYSTEMD") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
+    reason = "systemd-analyze not installed (apt-get install systemd; .ci/run does it)"
+    return required(shutil.which("systemd-analyze"), reason, "MCP_WARDEN_REQUIRE_SYSTEMD")
 
 
 def lines(unit: Path) -> list[str]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -69,6 +70,31 @@ def settings(ctx: click.Context) -> Settings:
         obj = Settings.from_env()
         ctx.find_root().obj = obj
     return obj
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def metrics_options(command: F) -> F:
+    """--metrics-host and --metrics-port, for the commands that serve Prometheus /metrics."""
+    port = click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve Prometheus /metrics on this port, never the public one (0: any free "
+        "port). Default: MCP_METRICS_PORT; unset, no metrics are served.",
+    )
+    host = click.option(
+        "--metrics-host",
+        default=None,
+        help="Address /metrics binds to. Default: MCP_METRICS_HOST (127.0.0.1).",
+    )
+    return host(port(command))
+
+
+def metrics_settings(ctx: click.Context, host: str | None, port: int | None) -> Settings:
+    """The settings with the metrics flags, when given, over the environment's."""
+    return settings(ctx).with_overrides(metrics_address=host, metrics_port=port)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mcp_warden.cli import settings
+from mcp_warden.cli import metrics_options, metrics_settings
 
 
 @click.group()
@@ -37,6 +37,7 @@ def issuer() -> None:
     is_flag=True,
     help="Serve plain HTTP: a proxy in front terminates TLS at the https MCP_TOKEN_ISSUER.",
 )
+@metrics_options
 @click.pass_context
 def issuer_serve(  # noqa: PLR0917  (click passes the options positionally)
     ctx: click.Context,
@@ -45,6 +46,8 @@ def issuer_serve(  # noqa: PLR0917  (click passes the options positionally)
     certfile: Path | None,
     keyfile: Path | None,
     behind_tls_proxy: bool,
+    metrics_host: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Serve RFC 8414 metadata, the JWKS, the token and revocation endpoints at MCP_TOKEN_ISSUER.
 
@@ -52,12 +55,13 @@ def issuer_serve(  # noqa: PLR0917  (click passes the options positionally)
     MCP_JWKS to its jwks_uri. Clients are registered with `mcp-warden clients add`
     in MCP_CLIENTS_URL, which every issuer process shares. Prints
     `mcp-warden: issuer serving on URL` on stderr once it accepts connections.
+    With a metrics port, it serves Prometheus /metrics there.
     """
     from mcp_warden.issuer.run import serve_issuer  # noqa: PLC0415  (uvicorn loads only here)
 
     try:
         serve_issuer(
-            settings(ctx),
+            metrics_settings(ctx, metrics_host, metrics_port),
             host=host,
             port=port,
             certfile=certfile,

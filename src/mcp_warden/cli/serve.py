@@ -7,7 +7,7 @@ from typing import Literal
 
 import click
 
-from mcp_warden.cli import settings
+from mcp_warden.cli import metrics_options, metrics_settings
 from mcp_warden.config import parse_workers
 from mcp_warden.errors import ConfigError
 
@@ -31,22 +31,26 @@ from mcp_warden.errors import ConfigError
     help="HTTP: processes accepting on the port; auto: one per core this process may use "
     "[default: MCP_SERVE_WORKERS, or 1].",
 )
+@metrics_options
 @click.pass_context
-def serve(
+def serve(  # noqa: PLR0917  (click passes the options positionally)
     ctx: click.Context,
     transport: Literal["http", "stdio"],
     host: str,
     port: int,
     processes: str | None,
+    metrics_host: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Serve the protected tools; each token lists and calls only the tools it names.
 
     HTTP prints `mcp-warden: serving on http://HOST:PORT/mcp` on stderr once it
     (every worker, with --workers) accepts connections, answers GET /healthz
     without authentication, and stops gracefully on SIGTERM. Clients must use
-    the URL in MCP_TOKEN_AUDIENCE.
+    the URL in MCP_TOKEN_AUDIENCE. With a metrics port, HTTP also serves
+    Prometheus /metrics there (stdio: never).
     """
-    cfg = settings(ctx)
+    cfg = metrics_settings(ctx, metrics_host, metrics_port)
     if processes is not None:
         cfg = cfg.with_overrides(serve_workers=parse_workers("--workers", processes))
     if transport == "stdio" and cfg.serve_workers > 1:

@@ -83,6 +83,7 @@ def issuer_app(issuer: Issuer, audit: AuditLog, limiter: FailureLimiter) -> Star
             address=caller.address,
             tools=issued.tools,
             jti=issued.jti,
+            authenticated=True,
         )
         return JSONResponse(issued.response(), headers=NO_STORE)
 
@@ -101,6 +102,7 @@ def issuer_app(issuer: Issuer, audit: AuditLog, limiter: FailureLimiter) -> Star
             address=caller.address,
             jti=done.jti,
             reason=done.reason,
+            authenticated=True,
         )
         return Response(status_code=200, headers=NO_STORE)
 
@@ -194,6 +196,7 @@ def _refused(
         address=address,
         reason=exc.reason,
         error=exc.error,
+        authenticated=exc.authenticated,
     )
     headers: Mapping[str, str] = error_headers(exc)
     return JSONResponse(exc.body(), status_code=exc.status, headers=dict(headers))

@@ -43,6 +43,7 @@ class OAuthError(Exception):
     status: int = 400
     headers: dict[str, str] = field(default_factory=dict)
     client_id: str | None = None
+    authenticated: bool = False  # client_id authenticated (not only claimed): metrics name it
 
     def __post_init__(self) -> None:
         super().__init__(self.description)

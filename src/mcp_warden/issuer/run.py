@@ -29,6 +29,7 @@ from mcp_warden.errors import ConfigError, WardenError
 from mcp_warden.issuer.app import issuer_app
 from mcp_warden.issuer.ratelimit import FailureLimiter
 from mcp_warden.issuer.service import Issuer, check_issuer_url
+from mcp_warden.metrics.endpoint import process_endpoint
 from mcp_warden.server.audit import AuditLog
 from mcp_warden.server.run import bind, configure_logging, run_uvicorn
 from mcp_warden.urls import redacted
@@ -70,13 +71,14 @@ def serve_issuer(
     scheme = "https" if tls else "http"
     shown_host = f"[{host}]" if ":" in host else host
     banner = f"{BANNER}{scheme}://{shown_host}:{bound} for issuer {redacted(settings.token_issuer)}"
-    run_uvicorn(
-        app,
-        sock,
-        banner=banner,
-        ssl_certfile=str(certfile) if tls and certfile else None,
-        ssl_keyfile=str(keyfile) if tls and keyfile else None,
-    )
+    with process_endpoint(settings, public_port=port):  # a failure here exits the process
+        run_uvicorn(
+            app,
+            sock,
+            banner=banner,
+            ssl_certfile=str(certfile) if tls and certfile else None,
+            ssl_keyfile=str(keyfile) if tls and keyfile else None,
+        )
 
 
 def _check_tls(

@@ -393,6 +393,7 @@ class Issuer:
                 return self._grant(client, form, proof)
             except OAuthError as exc:
                 exc.client_id = client.client_id
+                exc.authenticated = True
                 raise
 
     def _proof(self, client: Client, dpop: Sequence[str]) -> Proof | None:
@@ -512,6 +513,7 @@ class Issuer:
                     "give the token to revoke",
                     "no_token",
                     client_id=client.client_id,
+                    authenticated=True,
                 )
             claims = self._our_token(token)
             if claims is None:
@@ -523,6 +525,7 @@ class Issuer:
                     "this token was not issued to this client; a client revokes its own tokens",
                     "not_own_token",
                     client_id=client.client_id,
+                    authenticated=True,
                 )
             jti, exp = claims["jti"], claims["exp"]
             self.denylist.revoke_jti(jti, exp)

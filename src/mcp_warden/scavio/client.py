@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal
@@ -23,6 +24,7 @@ import httpx
 from mcp_warden import __version__
 from mcp_warden.config import ScavioProfile, Settings
 from mcp_warden.errors import ConfigError
+from mcp_warden.metrics import catalog as metrics
 from mcp_warden.scavio.arguments import (
     COUNTRY,
     LANGUAGE,
@@ -195,6 +197,7 @@ class ScavioClient:
         """One try: returns a 2xx response, raises Transient or ScavioError."""
         key = load_api_key(self._load_key, self.credential_name)
         failure: Transient | None = None
+        started = time.perf_counter()
         try:
             response = await self._http.request(
                 method, path, json=body, headers=self.profile.auth(key)
@@ -205,6 +208,8 @@ class ScavioClient:
             failure = Transient(
                 "unreachable", f"could not reach Scavio at {self._origin} ({type(exc).__name__})"
             )
+        answered = failure.reason if failure is not None else response.status_code
+        metrics.upstream_request(answered, time.perf_counter() - started)
         if failure is not None:  # raised outside `except`: no httpx request chained to it
             raise failure
         status = response.status_code

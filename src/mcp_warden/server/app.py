@@ -22,6 +22,7 @@ from mcp.server import MCPServer
 from mcp_warden import __version__
 from mcp_warden.config import Settings
 from mcp_warden.errors import ConfigError, WardenError
+from mcp_warden.metrics.endpoint import process_endpoint
 from mcp_warden.server.run import configure_logging
 from mcp_warden.server.tools import ScavioClient, all_tools
 from mcp_warden.warden import Warden
@@ -107,11 +108,15 @@ def open_runtime(settings: Settings) -> Runtime:
 
 
 def serve_http(settings: Settings, *, host: str, port: int) -> None:
-    """Serve streamable HTTP at http://HOST:PORT/mcp until SIGTERM or SIGINT."""
+    """Serve streamable HTTP at http://HOST:PORT/mcp until SIGTERM or SIGINT.
+
+    With MCP_METRICS_PORT set, Prometheus `/metrics` on its own address meanwhile.
+    """
     configure_logging()
     runtime = open_runtime(settings)
     try:
-        runtime.warden.run_http(runtime.server(), host=host, port=port)
+        with process_endpoint(settings, public_port=port):
+            runtime.warden.run_http(runtime.server(), host=host, port=port)
     finally:
         asyncio.run(runtime.aclose())
 

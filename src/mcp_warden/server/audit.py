@@ -30,6 +30,9 @@ HTTP `status` and the peer; never a secret, an assertion or a token:
     {"time": ..., "event": "token", "outcome": "refused", "client_id": "mcpw_...",
      "tools": null, "jti": null, "reason": "invalid_secret", "error": "invalid_client", ...}
 
+Every line also counts in the Prometheus metrics (`metrics/catalog.py`: tool
+calls, refusals, issuer requests), from the same fields, with bounded labels.
+
 On the MCP server, every line is written through `RequestAudit`, made once per request where
 the request enters (an HTTP layer, or `ToolGuard` for a call that reaches
 the SDK): it knows the client, when the request started and, once the token
@@ -59,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mcp_warden.credentials.files import open_private
 from mcp_warden.errors import ConfigError
+from mcp_warden.metrics import catalog as metrics
 
 if TYPE_CHECKING:
     from mcp_warden.server.grants import Grant
@@ -111,6 +115,7 @@ class AuditLog:
         if client is not None:
             entry["client"] = client[:CLIENT_CHARS]
         self._write(entry)
+        metrics.tool_call(tool, outcome, latency_ms / 1000)
 
     def refused(
         self,
@@ -126,6 +131,7 @@ class AuditLog:
         entry["status"] = status
         entry["client"] = client[:CLIENT_CHARS] if client is not None else None
         self._write(entry)
+        metrics.refusal(status, reason)
 
     def issuer_event(
         self,
@@ -139,8 +145,13 @@ class AuditLog:
         jti: str | None = None,
         reason: str | None = None,
         error: str | None = None,
+        authenticated: bool = False,
     ) -> None:
-        """Write the line of an issuer request (a token issued or refused, a revocation)."""
+        """Write the line of an issuer request (a token issued or refused, a revocation).
+
+        `authenticated`: `client_id` is the client that authenticated, not only the
+        one the request claimed; only then does the metric name it.
+        """
         entry: dict[str, object] = {
             "time": _utc_now(),
             "event": event,
@@ -156,6 +167,7 @@ class AuditLog:
         entry["status"] = status
         entry["client"] = _printable(address)
         self._write(entry)
+        metrics.issuer_request(event, outcome, client_id if authenticated else None, reason)
 
     def _write(self, entry: dict[str, object]) -> None:
         data = (json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
@@ -186,8 +198,14 @@ class RequestAudit:
     grant: Grant | None = None
     started: float = field(default_factory=time.perf_counter)
 
-    def call(self, tool: object, outcome: Outcome, reason: str | None = None) -> None:
-        """The line of a tools/call: allowed, denied or error, with its latency so far."""
+    def call(
+        self, tool: object, outcome: Outcome, reason: str | None = None, *, status: int = 0
+    ) -> None:
+        """The line of a tools/call: allowed, denied or error, with its latency so far.
+
+        `status`: the HTTP status an HTTP layer refused the call with before the SDK
+        (403 insufficient_scope); it counts among the refusals' metrics too.
+        """
         sub, jti = self._who()
         self.log.record(
             sub=sub,
@@ -198,6 +216,8 @@ class RequestAudit:
             latency_ms=(time.perf_counter() - self.started) * 1000,
             client=self.client,
         )
+        if status:
+            metrics.refusal(status, reason)
 
     def refused(self, status: int, reason: str) -> None:
         """The line of an HTTP request our layers answered `status` before the SDK."""

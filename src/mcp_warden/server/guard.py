@@ -281,7 +281,7 @@ class ToolScopeLayer:
     async def _insufficient_scope(
         self, send: Send, name: str, audit: RequestAudit, *, request_id: object = None
     ) -> None:
-        audit.call(name, "denied", DENIED)
+        audit.call(name, "denied", DENIED, status=403)
         # The tool name goes in the header only when it is a valid tool name
         # (A-Z a-z 0-9 _ - .): nothing else can break out of the quoted string.
         scope = f'scope="{name}", ' if is_tool_name(name) else ""

@@ -21,9 +21,10 @@ refused while the workers drain; and exit status 2 when a worker cannot start.
 The parent checks the settings first by opening what a worker opens, so a bad
 setting is one line and exit 2 before any worker starts.
 
-Per-process state that outlives a worker (a metrics directory shared by the
-workers, say) is prepared in `serve_http` before the supervisor runs, and
-released for a dead worker in `Supervisor.worker_died`.
+Metrics (MCP_METRICS_PORT): prometheus_client's multiprocess mode. The parent
+makes the workers' shared directory before the supervisor spawns any worker,
+serves `/metrics` summed over them, and drops a dead worker's gauges in
+`Supervisor.worker_died` (see `mcp_warden.metrics.endpoint`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp
@@ -77,6 +79,7 @@ class WorkerApp:
 
 def serve_http(settings: Settings, *, host: str, port: int) -> None:
     """Serve streamable HTTP at http://HOST:PORT/mcp with `settings.serve_workers` processes."""
+    from mcp_warden.metrics.endpoint import parent_endpoint  # noqa: PLC0415  (as below)
     from mcp_warden.server import app, run  # noqa: PLC0415  (see the module's docstring)
 
     if settings.revocation_url == "memory://":
@@ -96,8 +99,11 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
             timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
         )
         banner = run.banner_for(sock, host=host, audience=settings.token_audience)
-        supervisor = Supervisor(config, sock, banner=banner)
-        supervisor.run()
+        with parent_endpoint(settings, public_port=sock.getsockname()[1]) as metrics:
+            supervisor = Supervisor(
+                config, sock, banner=banner, on_death=metrics.worker_exited if metrics else None
+            )
+            supervisor.run()
     finally:
         sock.close()
     if supervisor.failed_start:
@@ -107,9 +113,17 @@ def serve_http(settings: Settings, *, host: str, port: int) -> None:
 class Supervisor(Multiprocess):
     """uvicorn's supervisor, announcing when every worker accepts and warning when one dies."""
 
-    def __init__(self, config: Config, sock: socket.socket, *, banner: str) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sock: socket.socket,
+        *,
+        banner: str,
+        on_death: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__(config, sockets=[sock])
         self._banner = banner
+        self._on_death = on_death
         self._announced = False
         self.failed_start = False
 
@@ -136,6 +150,8 @@ class Supervisor(Multiprocess):
             _how(code),
             replacement.pid,
         )
+        if self._on_death is not None and process.pid is not None:
+            self._on_death(process.pid)
 
     def terminate_all(self) -> None:
         for sock in self.sockets:  # refuse new connections while the workers drain

@@ -33,6 +33,7 @@ from jwt.exceptions import PyJWTError
 
 from mcp_warden.config import DEFAULTS
 from mcp_warden.errors import ConfigError
+from mcp_warden.metrics import catalog as metrics
 from mcp_warden.tokens.jws import MalformedError, b64url_decode, b64url_encode
 from mcp_warden.urls import redacted, scrub
 
@@ -205,6 +206,7 @@ class FileJwks:
             if stamp != self._stamp:
                 self._keys = parse_jwks(_read_capped(self._path))
                 self._stamp = stamp
+                metrics.jwks_loaded("file", len(self._keys))
         except (OSError, JwksError) as exc:
             if self._stamp is not None:  # at start there is no good set: the caller raises
                 log.warning("JWKS %s not reloaded, keeping the last good set: %s", self._path, exc)
@@ -307,6 +309,7 @@ class UrlJwks:
                 scrub(str(exc) or type(exc).__name__, self._url),
             )
             return False
+        metrics.jwks_loaded("https", len(self._keys))
         return True
 
     def _download(self) -> bytes:

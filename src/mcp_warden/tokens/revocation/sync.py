@@ -22,6 +22,7 @@ import math
 import threading
 import time
 
+from mcp_warden.metrics import catalog as metrics
 from mcp_warden.tokens.errors import TokenError
 from mcp_warden.tokens.revocation.rules import Clock, Expiry
 from mcp_warden.tokens.revocation.store import (
@@ -121,6 +122,7 @@ class SyncedDenylist:
             self._last_sync = self._monotonic()
             self._fresh_until = self._last_sync + self._stale
             self._view.purge(now)
+            metrics.revocation_synced(self._store, len(self._view))
 
     def close(self) -> None:
         self._stop.set()
