@@ -1,8 +1,8 @@
 """`mcp-warden serve --metrics-port`: a scrape after a known load shows exactly that load.
 
-One real `serve` process (and one with two workers), the stub upstream, raw JSON-RPC POSTs: granted calls,
-403s, 401s (a bad signature, a malformed token), an upstream 402 and a
-credential that cannot be loaded. The scrape passes `promtool check metrics`,
+One real `serve` process (and one with two workers), the stub upstream, raw
+JSON-RPC POSTs: granted calls, 403s, 401s (a bad signature, a malformed
+token), an upstream 402 and a credential that cannot be loaded. The scrape passes `promtool check metrics`,
 holds no token, sub or secret, and the public port answers 404 for /metrics.
 """
 
