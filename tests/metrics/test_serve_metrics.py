@@ -2,8 +2,9 @@
 
 One real `serve` process (and one with two workers), the stub upstream, raw
 JSON-RPC POSTs: granted calls, 403s, 401s (a bad signature, a malformed
-token), an upstream 402 and a credential that cannot be loaded. The scrape passes `promtool check metrics`,
-holds no token, sub or secret, and the public port answers 404 for /metrics.
+token), an upstream 402 and a credential that cannot be loaded. The scrape
+passes `promtool check metrics`, holds no token, sub or secret, and the public
+port answers 404 for /metrics.
 """
 
 from __future__ import annotations
