@@ -21,6 +21,7 @@ MODULES = (
     "revocation",
     "upstream",
     "server",
+    "peer",
     "auth_layers",
     "replicas",
     "issuer",

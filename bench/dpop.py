@@ -33,7 +33,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import Figure
-from bench.server import BANNER, BODY, percentile
+from bench.load import BANNER, BODY, percentile
 from mcp_warden.credentials.envelope import parse_key
 from mcp_warden.credentials.store import CredentialStore
 from mcp_warden.demo.harness import background, cli_env, free_port, stub_process, wait_for_line
