@@ -7,8 +7,9 @@ HTTP: the socket is bound here (so port 0 works and the bound address is
 printed only once it accepts), with `proto=IPPROTO_TCP` so that asyncio
 sets TCP_NODELAY on accepted connections (without it every keep-alive
 response waits ~40 ms for a delayed ACK). uvicorn runs with its access log
-off; SIGTERM and SIGINT drain in-flight requests (up to `GRACEFUL_SECONDS`),
-then the SDK lifespan closes the warden.
+off, on uvloop and httptools where installed; SIGTERM and SIGINT drain
+in-flight requests (up to `GRACEFUL_SECONDS`), then the SDK lifespan closes
+the warden.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str, **options: An
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        # uvloop's event loop and httptools' HTTP/1.1 parser when they are installed (they
+        # are dependencies, but not on every platform), else asyncio's and h11: "auto"
+        # is uvicorn's own choice with that fallback (tests/server/test_event_loop.py).
+        loop="auto",
+        http="auto",
         **options,
     )
     _Server(config, banner=banner).run(sockets=[sock])
