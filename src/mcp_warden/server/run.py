@@ -52,7 +52,8 @@ def serve(app: ASGIApp, sock: socket.socket, *, host: str, audience: str) -> Non
 def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str, **options: Any) -> None:
     """Serve `app` on the bound `sock` until SIGTERM/SIGINT; print `banner` once it accepts.
 
-    `options` go to `uvicorn.Config` as they are (the issuer's TLS certificate and key).
+    `options` go to `uvicorn.Config` as they are (the issuer's TLS certificate and key;
+    `loop` and `http` replace the defaults).
     """
     config = uvicorn.Config(
         app,
@@ -64,9 +65,7 @@ def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str, **options: An
         # uvloop's event loop and httptools' HTTP/1.1 parser when they are installed (they
         # are dependencies, but not on every platform), else asyncio's and h11: "auto"
         # is uvicorn's own choice with that fallback (tests/server/test_event_loop.py).
-        loop="auto",
-        http="auto",
-        **options,
+        **{"loop": "auto", "http": "auto", **options},
     )
     _Server(config, banner=banner).run(sockets=[sock])
 
