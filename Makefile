@@ -11,7 +11,7 @@ install: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,fastmcp]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,fastmcp,bench]'
 	touch $@
 
 $(NODE_STAMP): node/package.json node/package-lock.json

@@ -21,13 +21,15 @@ MODULES = (
     "revocation",
     "upstream",
     "server",
+    "peer",
     "auth_layers",
     "replicas",
     "issuer",
 )
 
 
-def render(figures: list[Figure], command: str) -> str:
+def render(figures: list[Figure], command: str, modules: dict[str, str] | None = None) -> str:
+    """The markdown table; `modules` maps a section to the benchmark module that measures it."""
     lines = [
         "# Benchmarks",
         "",
@@ -40,10 +42,10 @@ def render(figures: list[Figure], command: str) -> str:
     for fig in figures:
         if fig.section != section:
             section = fig.section
+            lines += ["", f"## {section}", ""]
+            if modules and section in modules:
+                lines += [f"`python -m bench --only {modules[section]}`", ""]
             lines += [
-                "",
-                f"## {section}",
-                "",
                 "| figure | value | baseline | baseline value | ratio | goal |",
                 "| --- | ---: | --- | ---: | ---: | --- |",
             ]
@@ -62,17 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, default=None)
     args = parser.parse_args(argv)
     figures: list[Figure] = []
+    modules: dict[str, str] = {}
     skipped: list[str] = []
     for name in args.only.split(","):
         if name not in MODULES:
             parser.error(f"unknown benchmark {name!r}; choose from {', '.join(MODULES)}")
         print(f"running {name} ...", file=sys.stderr, flush=True)
         try:
-            figures += importlib.import_module(f"bench.{name}").run()
+            measured = importlib.import_module(f"bench.{name}").run()
+            figures += measured
+            modules.update((fig.section, name) for fig in measured)
         except Unavailable as exc:
             skipped.append(name)
             print(f"skipped {name}: {exc}", file=sys.stderr)
-    table = render(figures, "make bench")
+    table = render(figures, "make bench", modules)
     print(table)
     if args.write is not None and args.only == ",".join(MODULES) and not skipped:
         args.write.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import secrets
 import statistics
 import sys
 import tempfile
@@ -33,10 +32,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import Figure
-from bench.server import BANNER, BODY, percentile
-from mcp_warden.credentials.envelope import parse_key
-from mcp_warden.credentials.store import CredentialStore
-from mcp_warden.demo.harness import background, cli_env, free_port, stub_process, wait_for_line
+from bench.load import AUDIENCE as LAB_AUDIENCE
+from bench.load import BODY, lab, percentile, server_process
+from mcp_warden.demo.harness import free_port
 from mcp_warden.tokens.dpop import public_jwk, sign_proof, thumbprint, verify_proof
 from mcp_warden.tokens.issuer import mint
 from mcp_warden.tokens.jwks import FileJwks
@@ -53,7 +51,7 @@ PER_ROUND = 300
 WINDOW = (60.0, 5.0)
 HTTP_ROUNDS = 3
 HTTP_CALLS = ((1, 100), (16, 20))  # (clients, calls per client per round): a few seconds
-HTTP_AUDIENCE = "http://127.0.0.1:8000/mcp"
+HTTP_AUDIENCE = LAB_AUDIENCE
 JSONRPC = {
     "Accept": "application/json, text/event-stream",
     "Content-Type": "application/json",
@@ -204,29 +202,12 @@ async def _measure(
 
 
 def _over_http() -> list[Figure]:
-    api_key = "sk_bench_" + secrets.token_urlsafe(24)
     key = Ed25519PrivateKey.generate()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        root = Path(tmp)
-        master = secrets.token_hex(32)
-        KeyDir(root / "keys").new()
-        CredentialStore(root / "creds.enc", parse_key(master)).set("scavio_api_key", api_key)
-        stub = stack.enter_context(stub_process(root, [api_key]))
-        env = cli_env(
-            {
-                "MCP_ENCRYPTION_KEY": master,
-                "MCP_CREDENTIALS_FILE": str(root / "creds.enc"),
-                "MCP_KEYS_DIR": str(root / "keys"),
-                "MCP_REVOCATION_URL": f"sqlite:///{root / 'revocations.db'}",
-                "MCP_AUDIT_LOG": str(root / "audit.jsonl"),
-                "MCP_TOKEN_AUDIENCE": HTTP_AUDIENCE,
-                "SCAVIO_BASE_URL": stub.url,
-            }
-        )
+        bench = stack.enter_context(lab(Path(tmp)))
+        root = bench.root
         argv = [sys.executable, "-m", "mcp_warden", "serve", "--port", str(free_port())]
-        log = root / "serve.log"
-        proc = stack.enter_context(background(argv, env=env, log=log))
-        url = wait_for_line(log, proc, BANNER, 60.0).removeprefix(BANNER)
+        url, _pid = stack.enter_context(server_process(argv, bench.env, root / "serve.log"))
         tokens = {
             name: mint(
                 root / "keys",

@@ -96,9 +96,9 @@ async def test_connections_are_reused(
     async with make_live_client() as client:
         for _ in range(5):
             await client.search("reuse")
-        pool = client._http._transport._pool  # type: ignore[attr-defined]
-        assert len(pool.connections) == 1
-    assert live_stub.calls() == 5
+    connections = [request["connection"] for request in live_stub.stats()["requests"]]
+    assert len(connections) == 5
+    assert len(set(connections)) == 1
 
 
 async def test_one_shared_client_serves_concurrent_calls(

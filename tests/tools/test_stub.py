@@ -86,10 +86,13 @@ def test_records_a_hash_prefix_of_each_key_never_the_key(
     assert len(ok.json()["organic_results"]) == 10
     assert anonymous.status_code == 401
     assert key not in stats.text
-    assert stats.json()["requests"] == [
+    requests = stats.json()["requests"]
+    assert [{k: r[k] for k in ("endpoint", "key", "status")} for r in requests] == [
         {"endpoint": "/api/v2/google", "key": key_id(key), "status": 200},
         {"endpoint": "/api/v2/google", "key": None, "status": 401},
     ]
+    # two one-off clients: two connections, each named by its client port
+    assert requests[0]["connection"] != requests[1]["connection"]
     assert len(key_id(key)) == 12
 
 

@@ -193,9 +193,10 @@ def write_keys(path: Path, keys: Sequence[str]) -> None:
 class Stub:
     """Control and inspection of a running stub over its `/_stub` endpoints."""
 
-    def __init__(self, url: str, keys_file: Path) -> None:
+    def __init__(self, url: str, keys_file: Path, pid: int | None = None) -> None:
         self.url = url
         self.keys_file = keys_file
+        self.pid = pid  # the stub's process, when `stub_process` started it (the bench's CPU)
         self._http = httpx.Client(base_url=url, timeout=10.0, trust_env=False)
 
     def stats(self) -> dict[str, Any]:
@@ -252,7 +253,7 @@ def stub_process(
     log = directory / "stub.log"
     with background(argv, env=env, log=log) as proc:
         line = wait_for_line(log, proc, STUB_READY, timeout)
-        stub = Stub("http://" + line.removeprefix("listening on "), keys_file)
+        stub = Stub("http://" + line.removeprefix("listening on "), keys_file, proc.pid)
         try:
             yield stub
         finally:

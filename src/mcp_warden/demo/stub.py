@@ -19,7 +19,8 @@ whitespace); never the command line, where `ps` would show them.
 Control endpoints for tests (no auth; the stub only ever binds 127.0.0.1):
 
     GET  /_stub/stats   {"calls": {endpoint: n}, "total": n, "requests": [...]}
-                        each request: {"endpoint", "key": sha256 prefix or null, "status"}
+                        each request: {"endpoint", "key": sha256 prefix or null, "status",
+                        "connection": the client's port, one per keep-alive connection}
     POST /_stub/mode    the next API calls fail or slow down, e.g.
                         {"status": 429, "times": 2, "retry_after": 1}
                         {"delay": 2.5}  {"bad_json": true}  {"bad_shape": true}
@@ -254,6 +255,7 @@ def build_app(keys: AcceptedKeys) -> Starlette:
         record: dict[str, Any] = {
             "endpoint": endpoint,
             "key": key_id(presented) if presented else None,
+            "connection": request.client.port if request.client else None,
         }
         state.calls[endpoint] += 1
         state.requests.append(record)

@@ -6,8 +6,9 @@ attempt under the retry policy (`retry`), maps every failure to a
 upstream said with the key masked (`masking`) and normalizes the answer
 (`results`). Neither the key nor the caller's query or URL reaches a message.
 
-The transport is httpx's own unless one is given: tests hand it
-`httpx.ASGITransport(app=...)` to run the stub upstream in-process.
+The transport is `transport.upstream_transport()` (the `httpx` API over
+aiohttp) unless one is given: tests hand it `httpx.ASGITransport(app=...)`
+to run the stub upstream in-process.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from mcp_warden.scavio.results import (
     parse_usage,
 )
 from mcp_warden.scavio.retry import Sleep, Transient, retry_after_seconds, retrying
+from mcp_warden.scavio.transport import upstream_transport
 from mcp_warden.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ class ScavioClient:
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,
-            transport=transport,
+            transport=transport if transport is not None else upstream_transport(),
             headers={"User-Agent": f"mcp-warden/{__version__}", "Accept": "application/json"},
         )
 

@@ -95,7 +95,11 @@ def protected_app(
 
 
 def streamable_http(server: MCPServer[Any], settings: Settings, host: str) -> Starlette:
-    """The SDK's stateless streamable-HTTP app for `server` at /mcp (JSON responses)."""
+    """The SDK's stateless streamable-HTTP app for `server` at /mcp.
+
+    JSON responses: the SDK's cheaper way to answer (no SSE stream of one event);
+    stateless: no session to keep, any replica answers any request.
+    """
     return server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,

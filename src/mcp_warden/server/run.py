@@ -7,8 +7,9 @@ HTTP: the socket is bound here (so port 0 works and the bound address is
 printed only once it accepts), with `proto=IPPROTO_TCP` so that asyncio
 sets TCP_NODELAY on accepted connections (without it every keep-alive
 response waits ~40 ms for a delayed ACK). uvicorn runs with its access log
-off; SIGTERM and SIGINT drain in-flight requests (up to `GRACEFUL_SECONDS`),
-then the SDK lifespan closes the warden.
+off, on uvloop and httptools where installed; SIGTERM and SIGINT drain
+in-flight requests (up to `GRACEFUL_SECONDS`), then the SDK lifespan closes
+the warden.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def banner_for(sock: socket.socket, *, host: str, audience: str) -> str:
 def run_uvicorn(app: ASGIApp, sock: socket.socket, *, banner: str, **options: Any) -> None:
     """Serve `app` on the bound `sock` until SIGTERM/SIGINT; print `banner` once it accepts.
 
-    `options` go to `uvicorn.Config` as they are (the issuer's TLS certificate and key).
+    `options` go to `uvicorn.Config` as they are (the issuer's TLS certificate and key;
+    `loop` and `http` replace the defaults).
     """
     _Server(uvicorn_config(app, **options), banner=banner).run(sockets=[sock])
 
@@ -75,7 +77,10 @@ def uvicorn_config(app: ASGIApp | Callable[[], ASGIApp], **options: Any) -> uvic
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        **{"workers": 1, **options},
+        # uvloop's event loop and httptools' HTTP/1.1 parser when they are installed (they
+        # are dependencies, but not on every platform), else asyncio's and h11: "auto"
+        # is uvicorn's own choice with that fallback (tests/server/test_event_loop.py).
+        **{"workers": 1, "loop": "auto", "http": "auto", **options},
     )
 
 
