@@ -26,7 +26,9 @@ command per connection, as HAProxy's non-interactive mode expects.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
+import io
 import os
 import re
 import shutil
@@ -54,7 +56,9 @@ _ACCESS = re.compile(
     r"(?P<status>-?\d+) \S+ \S+ \S+ (?P<termination>\S+) \S+?/(?P<retries>\+?\d+) \S+ "
     r"\{(?P<request_id>[^}]*)\}\s+\"(?P<request>[^\"]*)\""
 )
-_CHANGE = re.compile(rf"(?P<time>\S+) Server {BACKEND}/(?P<server>\S+) is (?P<state>UP|DOWN), reason: ")
+_CHANGE = re.compile(
+    rf"(?P<time>\S+) Server {BACKEND}/(?P<server>\S+) is (?P<state>UP|DOWN), reason: (?P<why>.*)"
+)
 
 
 def haproxy_binary() -> str:
@@ -131,6 +135,7 @@ class Change:
     time: float
     server: str
     state: str  # "UP" or "DOWN"
+    why: str  # HAProxy's words: 'Layer7 wrong status, code: 503, ...'
 
     @property
     def replica(self) -> int | None:
@@ -169,16 +174,26 @@ class HAProxy:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
-    def states(self) -> dict[str, str]:
-        """Each server of the backend -> its `show stat` status ("UP", "DOWN", "UP 1/3"...)."""
-        header, *rows = self.command("show stat").strip().splitlines()
-        columns = header.lstrip("# ").split(",")
-        name, server, status = (columns.index(c) for c in ("pxname", "svname", "status"))
+    def stat(self) -> dict[str, dict[str, str]]:
+        """`show stat` for each server of the backend: column -> value ("status": "UP", ...)."""
+        rows = csv.DictReader(io.StringIO(self.command("show stat").removeprefix("# ")))
         return {
-            row[server]: row[status]
-            for row in (line.split(",") for line in rows)
-            if row[name] == BACKEND and row[server] not in ("FRONTEND", "BACKEND")
+            row["svname"]: row
+            for row in rows
+            if row["pxname"] == BACKEND and row["svname"] not in ("FRONTEND", "BACKEND")
         }
+
+    def states(self) -> dict[str, str]:
+        """Each server -> its status ("UP", "DOWN", "UP 1/3" going down, "DRAIN", ...)."""
+        return {server: row["status"] for server, row in self.stat().items()}
+
+    def counters(self, index: int) -> dict[str, int]:
+        """Replica `index`'s counters (its server entry only): requests sent to it (`stot`),
+        answers by class (`hrsp_2xx`...), requests that got no answer from it (`eresp`, which
+        also counts those HAProxy dropped unlogged), refused connections (`econ`), requests
+        moved to another replica (`wredis`)."""
+        row = self.stat()[server_name(index)]
+        return {key: int(value) for key, value in row.items() if value.isdigit()}
 
     def wait_up(self, index: int, timeout: float = 30.0) -> None:
         """Until replica `index` passes its health checks (status UP, not going down)."""
@@ -224,6 +239,17 @@ class HAProxy:
         self._scan()
         return list(self._changes)
 
+    def first_change(self, index: int, state: str, after: float) -> Change | None:
+        """The first time replica `index` went `state` ("UP"/"DOWN") after `after`, if it did."""
+        return next(
+            (
+                c
+                for c in self.changes()
+                if c.server == server_name(index) and c.state == state and c.time > after
+            ),
+            None,
+        )
+
     def _scan(self) -> None:
         """Parse the log lines written since the last call (the log only grows)."""
         with self.log.open("rb") as log:
@@ -239,7 +265,7 @@ class HAProxy:
                     self._by_id[route.request_id] = route
             elif change := _CHANGE.match(line):
                 self._changes.append(
-                    Change(_epoch(change["time"]), change["server"], change["state"])
+                    Change(_epoch(change["time"]), change["server"], change["state"], change["why"])
                 )
 
 

@@ -414,11 +414,16 @@ async def send(http: httpx.AsyncClient, label: str, token: str, message: object)
 
 
 def routed(haproxy: HAProxy, calls: Sequence[Call], *, timeout: float = 10.0) -> list[Call]:
-    """`calls`, each with HAProxy's access-log line (waiting for lines not yet written)."""
+    """`calls`, each with HAProxy's access-log line, waiting for those being written.
+
+    A call that got no HTTP answer may have no line: when a replica dies during a
+    request that is not the first on its client connection, HAProxy closes that
+    connection and logs nothing (its server's `eresp` counter counts it).
+    """
     eventually(
-        lambda: all(haproxy.route(c.request_id) for c in calls),
+        lambda: all(haproxy.route(c.request_id) for c in calls if c.status is not None),
         timeout,
-        "HAProxy logged every call",
+        "HAProxy logged every answered call",
         poll=0.02,
     )
     return [dataclasses.replace(c, route=haproxy.route(c.request_id)) for c in calls]
