@@ -174,14 +174,6 @@ class Replica:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.base}/mcp"
-
     def output(self) -> str:
         return "" if self.log is None else self.log.read_text(encoding="utf-8", errors="replace")
 
