@@ -37,8 +37,9 @@ async def _load(
     haproxy: HAProxy, replicas: list[int], tokens: list[tuple[str, str]], seconds: float
 ) -> list[Call]:
     calls = await drive(haproxy, tokens, seconds)
-    if {c.replica for c in calls} != set(replicas):
-        raise RuntimeError(f"HAProxy sent calls to {sorted({c.replica for c in calls})}")
+    served = {c.replica for c in calls}
+    if served != set(replicas):
+        raise RuntimeError(f"HAProxy sent calls to replicas {served}, not {replicas}")
     failed = [c for c in calls if not c.ok]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(calls)} calls failed, e.g. {failed[0]}")
