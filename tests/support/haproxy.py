@@ -31,7 +31,6 @@ import datetime
 import io
 import os
 import re
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -39,10 +38,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from mcp_warden.demo.harness import background, free_port, run_process
-from tests.support.procs import REPO
+from tests.support.procs import REPO, required_binary
 from tests.support.waiting import eventually
 
 CONFIG = REPO / "deploy" / "haproxy.cfg"
@@ -63,13 +60,7 @@ _CHANGE = re.compile(
 
 def haproxy_binary() -> str:
     """haproxy's path, or skip (fail in CI, where MCP_WARDEN_REQUIRE_HAPROXY=1)."""
-    binary = shutil.which("haproxy")
-    if binary is None:
-        reason = "haproxy not installed (apt-get install haproxy; .ci/run does it)"
-        if os.environ.get("MCP_WARDEN_REQUIRE_HAPROXY") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
+    return required_binary("haproxy", "MCP_WARDEN_REQUIRE_HAPROXY", "apt-get install haproxy")
 
 
 def config_env(

@@ -21,6 +21,17 @@ NODE_DIR = REPO / "node"
 VECTORS = REPO / "tests" / "vectors"
 
 
+def required_binary(name: str, variable: str, install: str) -> str:
+    """`name`'s path, or skip the test (fail where `variable` is 1, as .ci/run sets it)."""
+    binary = shutil.which(name)
+    if binary is None:
+        reason = f"{name} not installed ({install}; .ci/run does it)"
+        if os.environ.get(variable) == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return binary
+
+
 def node_bin() -> str:
     """The `node` executable, or skip (fail in CI, where MCP_WARDEN_REQUIRE_NODE=1)."""
     node = shutil.which("node")
