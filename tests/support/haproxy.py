@@ -4,7 +4,8 @@ with haproxy_process(workdir, ["127.0.0.1:PORT1", ...]) as lb:   # the replicas'
     lb.url                          # http://127.0.0.1:PORT/mcp, what clients call
     lb.wait_up(0)                   # replica 0's server is UP in `show stat` (runtime API)
     with lb.only([1]): ...          # every other replica drained: all traffic to replica 1
-    lb.routes()                     # the access log: X-Request-ID -> server, status, retries
+    lb.route(request_id)            # the access-log line of the request with that X-Request-ID
+    lb.counters(0)                  # replica 0's `show stat` counters (requests, answers...)
     lb.changes()                    # the log's "Server mcp_replicas/replicaN is UP|DOWN" lines
 
 The file's addresses come from environment variables (see its header): this
@@ -15,9 +16,11 @@ ISO timestamps) and its notices (stderr) in one file.
 
 Which replica answered a call is read from that access log, by the
 X-Request-ID each client call carries (the file captures it), not from a
-response header: a call that got no answer at all (its replica died
-mid-request, and HAProxy closes a keep-alive client connection instead of
-answering 502 for a second request on it) is logged too.
+response header, which a call cut short never gets. One kind of call is in
+neither: when a replica dies during a request that is not the first on its
+client connection, HAProxy closes that connection without an answer and
+without a log line (so that the client may retry); the replica's `eresp`
+counter counts it.
 
 The runtime API client is a few lines over a Unix socket, written here: one
 command per connection, as HAProxy's non-interactive mode expects.

@@ -20,7 +20,6 @@ What runs where, as in docs/deployment.md:
 - One stub upstream per replica, all accepting the same keys: the stub logs
   the key of every request in arrival order, so a stub per replica gives each
   replica's own order of keys (the rotation test needs it).
-
 - `haproxy` with the shipped deploy/haproxy.cfg (tests/support/haproxy.py)
   in front of the replicas: every client call of these tests goes through
   it. A replica counts as started once HAProxy's health checks have it UP.
