@@ -38,6 +38,7 @@ pytestmark = pytest.mark.slow
 
 CLIENTS = 16
 PAUSE = 0.01
+COUNTERS = ("stot", "hrsp_2xx", "wredis", "wretr", "eresp", "srv_abrt", "cli_abrt", "econ")
 
 
 def test_sigkill_of_one_replica_mid_load_fails_only_calls_already_routed_to_it(
@@ -78,7 +79,11 @@ def test_sigkill_of_one_replica_mid_load_fails_only_calls_already_routed_to_it(
     # connection) a closed connection, which HAProxy does not log.
     victim_counts = counts[victim.index]
     unanswered = victim_counts["stot"] - victim_counts["hrsp_2xx"] - victim_counts["wredis"]
-    assert unanswered == len(failed), (victim_counts, failed)
+    assert unanswered == len(failed), (
+        f"HAProxy's counters for it: {unanswered} unanswered, "
+        + " ".join(f"{k}={victim_counts[k]}" for k in COUNTERS)
+        + f"; failed: {[(c.status, c.detail, round(c.start - killed, 3), c.route) for c in failed]}"
+    )
     assert len(failed) <= CLIENTS
     assert all(c.start < killed for c in failed), failed[:3]
     for call in failed:
