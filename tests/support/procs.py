@@ -21,26 +21,20 @@ NODE_DIR = REPO / "node"
 VECTORS = REPO / "tests" / "vectors"
 
 
-def required_binary(name: str, variable: str, install: str) -> str:
-    """`name`'s path, or skip the test (fail where `variable` is 1, as .ci/run sets it)."""
-    binary = shutil.which(name)
-    if binary is None:
-        reason = f"{name} not installed ({install}; .ci/run does it)"
+def required(found: str | None, reason: str, variable: str) -> str:
+    """`found` (a path), or skip the test for `reason`: fail it where CI sets `variable`=1."""
+    if found is None:
         if os.environ.get(variable) == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-    return binary
+    return found
 
 
 def node_bin() -> str:
     """The `node` executable, or skip (fail in CI, where MCP_WARDEN_REQUIRE_NODE=1)."""
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules").is_dir():
-        reason = "node or node/node_modules missing: run `make install` (npm ci in node/)"
-        if os.environ.get("MCP_WARDEN_REQUIRE_NODE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return node
+    node = shutil.which("node") if (NODE_DIR / "node_modules").is_dir() else None
+    reason = "node or node/node_modules missing: run `make install` (npm ci in node/)"
+    return required(node, reason, "MCP_WARDEN_REQUIRE_NODE")
 
 
 def run_node(
