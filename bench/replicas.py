@@ -1,13 +1,14 @@
-"""Three replicas on one Redis versus one replica, under 16 clients, through the balancer.
+"""Three replicas on one Redis versus one replica, under 16 clients, through HAProxy.
 
 The deployment is the replica tests' own (`tests.support.replicas.cluster`):
 three `mcp-warden serve` processes sharing a real redis-server for
 revocations, reading the issuer's published JWKS, each calling its own stub
-upstream. The load is 16 clients, each with its own token, sending raw
-JSON-RPC `tools/call web_search` POSTs through the round-robin balancer,
-every answer checked. The baseline is the same cluster with the balancer
-over replica 0 alone, measured in the same run; the variants alternate over
-two rounds so drift hits both alike.
+upstream, behind `haproxy` running deploy/haproxy.cfg. The load is 16
+clients, each with its own token, sending raw JSON-RPC `tools/call
+web_search` POSTs through HAProxy (round-robin), every answer checked. The
+baseline is the same cluster with replicas 1 and 2 drained through HAProxy's
+runtime API, so HAProxy sends everything to replica 0, measured in the same
+run; the variants alternate over two rounds so drift hits both alike.
 
 Duration: MCP_WARDEN_LOAD_SECONDS per variant (default 30 s), split over the
 rounds. On one small machine the replicas, the stubs, Redis and the load
@@ -23,17 +24,22 @@ import tempfile
 from pathlib import Path
 
 from bench.common import Figure, Unavailable
-from tests.support.replicas import Balancer, Call, cluster, drive, figures, load_seconds
+from tests.support.haproxy import HAProxy
+from tests.support.replicas import Call, cluster, drive, figures, load_seconds
 
-SECTION = "replicas: 16 clients, tools/call web_search through a round-robin balancer"
+SECTION = "replicas: 16 clients, tools/call web_search through HAProxy (round-robin)"
 CLIENTS = 16
 ROUNDS = 2
 WARM_UP_SECONDS = 2.0
 
 
-async def _load(bases: list[str], tokens: list[tuple[str, str]], seconds: float) -> list[Call]:
-    async with Balancer(bases) as balancer:
-        calls = await drive(balancer, tokens, seconds)
+async def _load(
+    haproxy: HAProxy, replicas: list[int], tokens: list[tuple[str, str]], seconds: float
+) -> list[Call]:
+    calls = await drive(haproxy, tokens, seconds)
+    served = {c.replica for c in calls}
+    if served != set(replicas):
+        raise RuntimeError(f"HAProxy sent calls to replicas {served}, not {replicas}")
     failed = [c for c in calls if not c.ok]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(calls)} calls failed, e.g. {failed[0]}")
@@ -43,19 +49,23 @@ async def _load(bases: list[str], tokens: list[tuple[str, str]], seconds: float)
 def run() -> list[Figure]:
     if shutil.which("redis-server") is None:
         raise Unavailable("redis-server is not installed (apt-get install redis-server)")
+    if shutil.which("haproxy") is None:
+        raise Unavailable("haproxy is not installed (apt-get install haproxy)")
     per_round = load_seconds(30.0) / ROUNDS
     with tempfile.TemporaryDirectory() as tmp, cluster(Path(tmp)) as lab:
         tokens = [
             (f"bench-{n}", lab.issuer.mint(["web_search"], sub=f"bench-{n}"))
             for n in range(CLIENTS)
         ]
-        variants = {"3 replicas": lab.urls, "1 replica": lab.urls[:1]}
-        asyncio.run(_load(lab.urls, tokens, WARM_UP_SECONDS))
+        variants = {"3 replicas": [0, 1, 2], "1 replica": [0]}
+        asyncio.run(_load(lab.haproxy, [0, 1, 2], tokens, WARM_UP_SECONDS))
         pooled: dict[str, list[Call]] = {name: [] for name in variants}
         for index in range(ROUNDS):
             order = list(variants) if index % 2 == 0 else list(reversed(variants))
             for name in order:
-                pooled[name] += asyncio.run(_load(variants[name], tokens, per_round))
+                with lab.haproxy.only(variants[name]):
+                    calls = _load(lab.haproxy, variants[name], tokens, per_round)
+                    pooled[name] += asyncio.run(calls)
     three, one = (figures(pooled[name], per_round * ROUNDS) for name in variants)
     return [
         Figure(

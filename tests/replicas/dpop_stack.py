@@ -1,4 +1,4 @@
-"""An issuer and two DPoP-only `serve` replicas on one Redis, for the DPoP client tests.
+"""An issuer and two DPoP-only `serve` replicas on one Redis behind HAProxy, for the DPoP clients.
 
 with dpop_stack(root) as stack:      # `issuer serve` (TLS, the test CA), Redis, 2 stubs, 2 replicas
     client = stack.lab.add_client("name", ["web_search"], require_dpop=True)
@@ -58,9 +58,11 @@ class DPoPStack:
         """The token without its key (as Bearer, or as DPoP with no proof) is refused by every
         replica, no stub sees a call from it, and no audit log holds the token or the secret."""
         before = self.stub_calls()
+        haproxy = self.cluster.haproxy
         for replica in self.replicas:
             for scheme in ("Bearer", "DPoP"):
-                refused = stolen(replica.url, {"Authorization": f"{scheme} {token}"})
+                with haproxy.only([replica.index]):
+                    refused = stolen(haproxy.url, {"Authorization": f"{scheme} {token}"})
                 assert refused.status_code == 401, (replica.index, scheme, refused.text)
                 challenge = refused.headers["www-authenticate"]
                 assert challenge.startswith('DPoP error="invalid_dpop_proof"'), challenge

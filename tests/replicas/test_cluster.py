@@ -1,5 +1,5 @@
-"""Three replicas, one Redis, one issuer apart: tokens from `token mint` work on every replica,
-and `token revoke` (jti, sub) reaches every replica within a second.
+"""Three replicas behind HAProxy, one Redis, one issuer apart: tokens from `token mint` work on
+every replica, and `token revoke` (jti, sub) reaches every replica within a second.
 
 One cluster for the module: these tests only add revocations for their own tokens.
 """
@@ -30,7 +30,8 @@ def test_cli_minted_tokens_work_on_every_replica_through_the_mcp_client(lab: Clu
     token = lab.issuer.mint_cli(["web_search"], sub="alice")
     for replica in lab.replicas:
         before = replica.stub.calls()
-        result = run(functools.partial(call_http, replica.url, token, "web_search", SEARCH))
+        with lab.haproxy.only([replica.index]):  # the others drained through the runtime API
+            result = run(functools.partial(call_http, lab.haproxy.url, token, "web_search", SEARCH))
         assert not result.is_error, result.content
         assert result.structured_content is not None
         assert len(result.structured_content["results"]) == 5
@@ -38,7 +39,7 @@ def test_cli_minted_tokens_work_on_every_replica_through_the_mcp_client(lab: Clu
 
 
 def propagation(lab: Cluster, token: str, *revoke: str) -> list[float]:
-    """Run `mcp-warden token revoke ARGS` while polling every replica with `token`.
+    """Run `mcp-warden token revoke ARGS` while calling through HAProxy with `token`.
 
     Returns, per replica, the seconds from the revocation's write to Redis (its
     stream entry id, Redis's clock: the same host) to the end of the first
@@ -46,8 +47,9 @@ def propagation(lab: Cluster, token: str, *revoke: str) -> list[float]:
     """
 
     async def go() -> list[Call]:
-        assert all(c.ok for c in await on_every_replica(lab.urls, token, refused=False, timeout=5))
-        polls = on_every_replica(lab.urls, token, refused=True, timeout=10)
+        accepted = await on_every_replica(lab.haproxy, token, refused=False, timeout=5)
+        assert all(c.ok for c in accepted)
+        polls = on_every_replica(lab.haproxy, token, refused=True, timeout=10)
         done, refusals = await asyncio.gather(asyncio.to_thread(lab.issuer.cli, *revoke), polls)
         assert done.returncode == 0, done.stderr
         return refusals
@@ -74,7 +76,7 @@ def test_revoking_a_sub_reaches_every_replica_within_a_second(lab: Cluster) -> N
     times = propagation(lab, token, "token", "revoke", "--sub", "dave")
     print(f"\nrevoke --sub: per replica {fmt(times)}; worst {max(times) * 1000:.0f} ms")
     assert max(times) < 1.0
-    accepted = asyncio.run(on_every_replica(lab.urls, other, refused=False, timeout=1))
+    accepted = asyncio.run(on_every_replica(lab.haproxy, other, refused=False, timeout=1))
     assert all(call.ok for call in accepted)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from mcp_warden.demo.harness import run_cli
 from mcp_warden.demo.stub import key_id
-from tests.support.replicas import Balancer, Call, cluster, drive
+from tests.support.replicas import Call, cluster, drive
 from tests.support.server import CREDENTIAL
 from tests.support.stub import new_api_key
 
@@ -43,28 +43,27 @@ def test_cred_rotate_under_load_fails_no_call_and_every_replica_switches_at_once
 
         async def go() -> tuple[list[Call], list[int], list[int], float, float]:
             done = asyncio.Event()
-            async with Balancer(lab.urls) as lb:
-                load = asyncio.create_task(
-                    drive(lb, [("client", token)] * CLIENTS, 30, stop=done, pause=PAUSE)
-                )
-                await asyncio.sleep(1.0)
-                before = [r.stub.calls(SEARCH_ENDPOINT) for r in lab.replicas]
-                started = time.time()
-                rotated = await asyncio.to_thread(
-                    run_cli,
-                    ("cred", "rotate", CREDENTIAL, "--verify"),
-                    verify_env,
-                    input=new + "\n",
-                )
-                assert rotated.returncode == 0, rotated.stderr
-                assert new not in rotated.stdout + rotated.stderr
-                finished = time.time()
-                after = [r.stub.calls(SEARCH_ENDPOINT) for r in lab.replicas]
-                await asyncio.sleep(1.0)
-                lab.set_upstream_keys(new)  # the vendor revokes the old key
-                await asyncio.sleep(1.0)
-                done.set()
-                return await load, before, after, started, finished
+            load = asyncio.create_task(
+                drive(lab.haproxy, [("client", token)] * CLIENTS, 30, stop=done, pause=PAUSE)
+            )
+            await asyncio.sleep(1.0)
+            before = [r.stub.calls(SEARCH_ENDPOINT) for r in lab.replicas]
+            started = time.time()
+            rotated = await asyncio.to_thread(
+                run_cli,
+                ("cred", "rotate", CREDENTIAL, "--verify"),
+                verify_env,
+                input=new + "\n",
+            )
+            assert rotated.returncode == 0, rotated.stderr
+            assert new not in rotated.stdout + rotated.stderr
+            finished = time.time()
+            after = [r.stub.calls(SEARCH_ENDPOINT) for r in lab.replicas]
+            await asyncio.sleep(1.0)
+            lab.set_upstream_keys(new)  # the vendor revokes the old key
+            await asyncio.sleep(1.0)
+            done.set()
+            return await load, before, after, started, finished
 
         calls, before, after, started, finished = asyncio.run(go())
         old_id, new_id = key_id(old), key_id(new)

@@ -1,4 +1,4 @@
-"""DPoP through real processes: two `serve` replicas on one Redis, the stub upstream.
+"""DPoP through real processes: two `serve` replicas on one Redis behind HAProxy, the stub upstream.
 
 A token bound to a key (`cnf.jkt`) works for the client that holds the key
 (the `mcp` Python client with `DPoPAuth`) and for nobody else: every way an
@@ -60,7 +60,7 @@ def bound_token(lab: Cluster, key: PrivateKey, sub: str = "dpop-client") -> str:
 
 
 class Route(httpx2.AsyncBaseTransport):
-    """The load balancer: requests addressed to AUDIENCE go to one replica (Host kept)."""
+    """Name resolution: requests addressed to AUDIENCE go to HAProxy's port (Host kept)."""
 
     def __init__(self, port: int) -> None:
         self._port = port
@@ -112,18 +112,19 @@ def test_python_client_with_the_key_calls_web_search(lab: Cluster, alg: str) -> 
         Ed25519PrivateKey.generate() if alg == "EdDSA" else ec.generate_private_key(ec.SECP256R1())
     )
     token = bound_token(lab, key)
-    before = stub_calls(lab)
     for replica in lab.replicas:
-        result = asyncio.run(mcp_search(replica.port, DPoPAuth(key, token)))
+        before = replica.stub.calls()
+        with lab.haproxy.only([replica.index]):
+            result = asyncio.run(mcp_search(lab.haproxy.port, DPoPAuth(key, token)))
         assert not result.is_error, result
-    assert stub_calls(lab) == before + 2
+        assert replica.stub.calls() == before + 1
 
 
 def test_the_token_without_the_key_fails_in_every_way(lab: Cluster) -> None:
     key = Ed25519PrivateKey.generate()
     token = bound_token(lab, key)
     other = Ed25519PrivateKey.generate()
-    first, second = (replica.url for replica in lab.replicas)
+    first = lab.haproxy.url  # HAProxy sends each request to either replica
     dpop = f"DPoP {token}"
     before = stub_calls(lab)
 
@@ -181,10 +182,12 @@ def test_the_token_without_the_key_fails_in_every_way(lab: Cluster) -> None:
 
     # a replayed proof: used once (a call), then to the same and to the other replica
     once = proof(key, token)
-    assert raw(first, {"Authorization": dpop, "DPoP": once}).status_code == 200
-    assert stub_calls(lab) == before + 1
-    refused(raw(first, {"Authorization": dpop, "DPoP": once}), "replayed")
-    refused(raw(second, {"Authorization": dpop, "DPoP": once}), "replayed")
+    with lab.haproxy.only([0]):
+        assert raw(first, {"Authorization": dpop, "DPoP": once}).status_code == 200
+        assert stub_calls(lab) == before + 1
+        refused(raw(first, {"Authorization": dpop, "DPoP": once}), "replayed")
+    with lab.haproxy.only([1]):
+        refused(raw(first, {"Authorization": dpop, "DPoP": once}), "replayed")
     assert stub_calls(lab) == before + 1
     # the error never echoes the token or the proof
     assert token not in bearer.text
@@ -193,7 +196,7 @@ def test_the_token_without_the_key_fails_in_every_way(lab: Cluster) -> None:
 
 def test_unbound_tokens_as_bearer_work_and_are_refused_as_dpop(lab: Cluster) -> None:
     token = lab.issuer.mint(["web_search"], sub="bearer-client")
-    first = lab.replicas[0].url
+    first = lab.haproxy.url
     assert raw(first, {"Authorization": f"Bearer {token}"}).status_code == 200
     key = Ed25519PrivateKey.generate()
     dpop = {"Authorization": f"DPoP {token}", "DPoP": proof(key, token)}
@@ -210,26 +213,28 @@ def test_nonces_first_request_asks_retry_works_old_bucket_refused(lab: Cluster) 
     try:
         key = Ed25519PrivateKey.generate()
         token = bound_token(lab, key)
-        first, second = lab.replicas
+        url = lab.haproxy.url
         dpop = f"DPoP {token}"
         # the first request: use_dpop_nonce and a DPoP-Nonce
-        asked = raw(first.url, {"Authorization": dpop, "DPoP": proof(key, token)})
+        with lab.haproxy.only([0]):
+            asked = raw(url, {"Authorization": dpop, "DPoP": proof(key, token)})
         refused(asked, "use_nonce", error="use_dpop_nonce")
         nonce = asked.headers["dpop-nonce"]
         # the retry with it works, on the other replica too (no shared state but the key)
-        ok = raw(second.url, {"Authorization": dpop, "DPoP": proof(key, token, nonce=nonce)})
+        with lab.haproxy.only([1]):
+            ok = raw(url, {"Authorization": dpop, "DPoP": proof(key, token, nonce=nonce)})
         assert ok.status_code == 200, ok.text
         # a nonce from an older bucket, correctly keyed, is refused
         source = NonceSource(NONCE_KEY, bucket_seconds=60.0)
         old = source.make(int(time.time() // 60) - 2)
-        stale = raw(first.url, {"Authorization": dpop, "DPoP": proof(key, token, nonce=old)})
+        stale = raw(url, {"Authorization": dpop, "DPoP": proof(key, token, nonce=old)})
         refused(stale, "use_nonce", error="use_dpop_nonce")
         forged = NonceSource("x" * 40, bucket_seconds=60.0).current()
-        bad = raw(first.url, {"Authorization": dpop, "DPoP": proof(key, token, nonce=forged)})
+        bad = raw(url, {"Authorization": dpop, "DPoP": proof(key, token, nonce=forged)})
         refused(bad, "use_nonce", error="use_dpop_nonce")
         # the Python client: first request answered use_dpop_nonce, its retry works
         before = stub_calls(lab)
-        result = asyncio.run(mcp_search(first.port, DPoPAuth(key, token)))
+        result = asyncio.run(mcp_search(lab.haproxy.port, DPoPAuth(key, token)))
         assert not result.is_error, result
         assert stub_calls(lab) == before + 1
     finally:
@@ -240,7 +245,8 @@ def test_nonces_first_request_asks_retry_works_old_bucket_refused(lab: Cluster) 
 def test_refusals_are_audited(lab: Cluster) -> None:
     key = Ed25519PrivateKey.generate()
     token = bound_token(lab, key, sub="audited")
-    refused(raw(lab.replicas[0].url, {"Authorization": f"DPoP {token}"}), "missing_proof")
+    with lab.haproxy.only([0]):
+        refused(raw(lab.haproxy.url, {"Authorization": f"DPoP {token}"}), "missing_proof")
     log = lab.servers / "audit-0.jsonl"
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(line.get("reason") == "dpop_missing_proof" for line in lines), lines[-3:]

@@ -2,12 +2,13 @@
 
 `issuer serve` (TLS, the test CA), two `serve` replicas on one Redis with
 MCP_REQUIRE_DPOP=1 and MCP_TOKEN_ISSUER / MCP_JWKS naming the issuer, their
-stubs. The client (`DPoPClientCredentialsProvider`, registered
+stubs, HAProxy in front of them. The client (`DPoPClientCredentialsProvider`, registered
 `--require-dpop`) starts with no token: the first replica's 401 leads it to
 the issuer, its token request carries a proof, the answer is a DPoP token
 bound to its key's thumbprint, and it calls `web_search` on both replicas
-with `Authorization: DPoP` and a fresh proof. The same token without the key
-is refused, and no stub sees a call from it.
+with `Authorization: DPoP` and a fresh proof, through HAProxy (the other
+replica drained for each call). The same token without the key is refused,
+and no stub sees a call from it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Seen:
 
 
 class Route(httpx2.AsyncBaseTransport):
-    """The load balancer for AUDIENCE's host (to one replica); anything else over TLS as is.
+    """AUDIENCE's host resolved to HAProxy's port (Host kept); anything else over TLS as is.
 
     Also what the client sent to the token endpoint and got back, and the DPoP traffic.
     """
@@ -152,8 +153,10 @@ def calls_both_replicas(setup: DPoPStack, alg: str, name: str | None = None) -> 
     stubs = setup.cluster.replicas
     before = [replica.stub.calls() for replica in stubs]
     seen = Seen()
+    haproxy = setup.cluster.haproxy
     for replica in stubs:  # the first discovers and fetches; the second reuses the token
-        result = run(lambda: search(setup, replica.port, provider, seen))  # noqa: B023
+        with haproxy.only([replica.index]):
+            result = run(lambda: search(setup, haproxy.port, provider, seen))
         assert not result.is_error, result
     assert [replica.stub.calls() for replica in stubs] == [n + 1 for n in before]
 

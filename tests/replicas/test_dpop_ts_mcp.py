@@ -1,18 +1,21 @@
-"""The TypeScript SDK 2.x client with its own DPoP, through two replicas (real processes).
+"""The TypeScript SDK 2.x client with its own DPoP, through HAProxy and two replicas (real
+processes).
 
 `issuer serve` (TLS, the test CA trusted through NODE_EXTRA_CA_CERTS), two
 `mcp-warden serve` replicas on one Redis (MCP_TOKEN_ISSUER = the issuer,
 MCP_JWKS = its jwks_uri, MCP_REQUIRE_DPOP=1: no unbound token is accepted),
-a stub upstream per replica (tests/replicas/dpop_stack.py). The client
-(`node/dpop_client.mjs`: `@modelcontextprotocol/client` 2.x, a
+a stub upstream per replica, HAProxy in front (tests/replicas/dpop_stack.py).
+The client (`node/dpop_client.mjs`: `@modelcontextprotocol/client` 2.x, a
 `ClientCredentialsProvider` whose `dpop()` returns a `DpopSession`,
-registered `--require-dpop`) addresses the load balancer's URL (`AUDIENCE`)
-and its fetch sends that origin to each replica in turn. It starts with no
-token: the first replica's 401 leads it to the issuer, it gets a DPoP-bound
-token with a proof in its token request, then calls `web_search` on both
-replicas with `Authorization: DPoP` and a fresh proof on every MCP request;
-each stub sees its search. The same token without the key is refused by both
-replicas and no stub sees it.
+registered `--require-dpop`) addresses the load balancer's URL (`AUDIENCE`),
+which its fetch resolves to HAProxy, and runs two sessions. It starts with
+no token: the first 401 leads it to the issuer, it gets a DPoP-bound token
+with a proof in its token request, then calls `web_search` in each session
+with `Authorization: DPoP` and a fresh proof on every MCP request. HAProxy
+sends its requests round-robin, so both replicas answer requests of its
+sessions, all accepted (HAProxy's access log); the stubs see both searches.
+The same token without the key is refused by both replicas and no stub sees
+it.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def test_the_ts_2x_client_calls_web_search_on_both_replicas_with_a_dpop_bound_to
         "issuer": stack.lab.issuer_url,
         "clientId": client.client_id,
         "mcpUrl": AUDIENCE,
-        "replicas": [replica.base for replica in stack.replicas],
+        "replicas": [stack.cluster.haproxy.base] * 2,  # two sessions, both through HAProxy
         "calls": [{"name": "web_search", "arguments": SEARCH}],
     }
     if alg is not None:
@@ -59,14 +62,22 @@ def test_the_ts_2x_client_calls_web_search_on_both_replicas_with_a_dpop_bound_to
     )
     before = stack.stub_calls()
     issued_before = len(stack.issuer.audit())
+    logged_before = len(stack.cluster.haproxy.requests())
     done = run_node("dpop_client.mjs", env=env, input=json.dumps(plan))
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert "error" not in out, out
     assert [(call.get("via"), call.get("isError")) for call in out["calls"]] == [
-        (replica.base, False) for replica in stack.replicas
-    ], out["calls"]
-    assert stack.stub_calls() == [n + 1 for n in before]  # each replica's stub saw its call
+        (stack.cluster.haproxy.base, False)
+    ] * 2, out["calls"]
+    assert sum(stack.stub_calls()) == sum(before) + 2  # both searches reached an upstream
+    # Both replicas answered requests of its sessions with the one token, all accepted
+    # (the first, before it had a token, was the 401 that sent it to the issuer).
+    posts = [
+        r for r in stack.cluster.haproxy.requests()[logged_before:] if r.request.startswith("POST")
+    ]
+    assert {r.replica for r in posts if r.status == 200} == {0, 1}, posts
+    assert [r.status for r in posts if r.status not in {200, 202}] == [401], posts
 
     # One token, from one token request with a proof: DPoP, bound to the session's key.
     assert out["tokenType"] == "DPoP"
@@ -79,8 +90,8 @@ def test_the_ts_2x_client_calls_web_search_on_both_replicas_with_a_dpop_bound_to
     assert out["dpopHeaders"] >= 1 + 2 * 3
     issued = [line for line in stack.issuer.audit()[issued_before:] if line["outcome"] == "issued"]
     assert [line["client_id"] for line in issued] == [client.client_id]
-    for replica in stack.replicas:
-        assert stack.tool_outcomes(replica, client) == [("web_search", "allowed")], replica.index
+    outcomes = [o for replica in stack.replicas for o in stack.tool_outcomes(replica, client)]
+    assert outcomes == [("web_search", "allowed")] * 2
 
     # The same token without the key: refused by both replicas, and no stub sees it.
     stack.refuses_stolen(client, token)

@@ -1,4 +1,4 @@
-"""A bounded load run: 16 clients spread over three replicas, revocations made mid-run.
+"""A bounded load run: 16 clients through HAProxy over three replicas, revocations made mid-run.
 
 Duration: MCP_WARDEN_LOAD_SECONDS (default here 8 s, to keep CI fast; the
 issue's 30 s run is `MCP_WARDEN_LOAD_SECONDS=30 pytest tests/replicas/test_load.py`,
@@ -17,7 +17,6 @@ import pytest
 
 from tests.support.replicas import (
     PROPAGATION_SECONDS,
-    Balancer,
     Call,
     cluster,
     drive,
@@ -53,16 +52,15 @@ def test_sixteen_clients_no_5xx_and_no_revoked_token_accepted_after_the_window(
 
         async def go() -> list[Call]:
             stop = asyncio.Event()
-            async with Balancer(lab.urls) as lb:
-                started = time.monotonic()
-                load = asyncio.create_task(drive(lb, list(tokens.items()), 120, stop=stop))
-                await asyncio.sleep(seconds / 4)
-                # Four CLI processes starting beside the load take seconds on two cores: the
-                # load runs on for AFTER_REVOKING after the last one whatever `seconds` says.
-                await asyncio.gather(*(asyncio.to_thread(revoke, s) for s in by_jti + by_sub))
-                await asyncio.sleep(max(AFTER_REVOKING, started + seconds - time.monotonic()))
-                stop.set()
-                return await load
+            started = time.monotonic()
+            load = asyncio.create_task(drive(lab.haproxy, list(tokens.items()), 120, stop=stop))
+            await asyncio.sleep(seconds / 4)
+            # Four CLI processes starting beside the load take seconds on two cores: the
+            # load runs on for AFTER_REVOKING after the last one whatever `seconds` says.
+            await asyncio.gather(*(asyncio.to_thread(revoke, s) for s in by_jti + by_sub))
+            await asyncio.sleep(max(AFTER_REVOKING, started + seconds - time.monotonic()))
+            stop.set()
+            return await load
 
         calls = asyncio.run(go())
         written = lab.revocation_times()
@@ -86,7 +84,8 @@ def test_sixteen_clients_no_5xx_and_no_revoked_token_accepted_after_the_window(
         assert all(c.status == 401 and c.detail.startswith("revoked: ") for c in after_window)
     load = figures(kept, span(calls))
     print(
-        f"\n{CLIENTS} clients over 3 replicas, {seconds:g} s: {load.line('accepted calls')}; "
+        f"\n{CLIENTS} clients through HAProxy over 3 replicas, {seconds:g} s: "
+        f"{load.line('accepted calls')}; "
         f"{len(calls) - len(kept)} calls with the 4 revoked tokens; "
         f"latest acceptance after a revocation's write: {worst * 1000:.0f} ms "
         f"(window {PROPAGATION_SECONDS:g} s)"

@@ -14,7 +14,6 @@ import pytest
 
 from tests.support.replicas import (
     JWKS_REFRESH_SECONDS,
-    Balancer,
     Call,
     cluster,
     drive,
@@ -39,39 +38,36 @@ def test_new_key_works_and_retired_key_is_refused_everywhere_without_restart(
 
         async def go() -> tuple[list[Call], list[Call], float, list[float], list[float]]:
             done = asyncio.Event()
-            async with Balancer(lab.urls) as lb:
-                old_load = asyncio.create_task(
-                    drive(lb, [("old", old_token)] * CLIENTS, 30, stop=done, pause=PAUSE)
-                )
-                await asyncio.sleep(0.5)
-                new = await asyncio.to_thread(lab.issuer.cli, "keys", "new")
-                assert new.returncode == 0, new.stderr
-                lab.issuer.publish()
-                new_token = await asyncio.to_thread(
-                    lab.issuer.mint_cli, ["web_search"], sub="new-key-client"
-                )
-                minted = time.time()
-                accepted = await on_every_replica(lab.urls, new_token, refused=False, timeout=5)
-                new_load = asyncio.create_task(
-                    drive(lb, [("new", new_token)] * CLIENTS, 30, stop=done, pause=PAUSE)
-                )
-                await asyncio.sleep(0.5)
-                retire = await asyncio.to_thread(
-                    lab.issuer.cli, "keys", "retire", old_kid, "--force"
-                )
-                assert retire.returncode == 0, retire.stderr
-                retired = lab.issuer.publish()
-                refused = await on_every_replica(lab.urls, old_token, refused=True, timeout=5)
-                # Keep calling with both tokens for a while after the reload interval.
-                await asyncio.sleep(retired + JWKS_REFRESH_SECONDS + 1.0 - time.time())
-                done.set()
-                return (
-                    await old_load,
-                    await new_load,
-                    retired,
-                    [c.end - minted for c in accepted],
-                    [c.end - retired for c in refused],
-                )
+            old_load = asyncio.create_task(
+                drive(lab.haproxy, [("old", old_token)] * CLIENTS, 30, stop=done, pause=PAUSE)
+            )
+            await asyncio.sleep(0.5)
+            new = await asyncio.to_thread(lab.issuer.cli, "keys", "new")
+            assert new.returncode == 0, new.stderr
+            lab.issuer.publish()
+            new_token = await asyncio.to_thread(
+                lab.issuer.mint_cli, ["web_search"], sub="new-key-client"
+            )
+            minted = time.time()
+            accepted = await on_every_replica(lab.haproxy, new_token, refused=False, timeout=5)
+            new_load = asyncio.create_task(
+                drive(lab.haproxy, [("new", new_token)] * CLIENTS, 30, stop=done, pause=PAUSE)
+            )
+            await asyncio.sleep(0.5)
+            retire = await asyncio.to_thread(lab.issuer.cli, "keys", "retire", old_kid, "--force")
+            assert retire.returncode == 0, retire.stderr
+            retired = lab.issuer.publish()
+            refused = await on_every_replica(lab.haproxy, old_token, refused=True, timeout=5)
+            # Keep calling with both tokens for a while after the reload interval.
+            await asyncio.sleep(retired + JWKS_REFRESH_SECONDS + 1.0 - time.time())
+            done.set()
+            return (
+                await old_load,
+                await new_load,
+                retired,
+                [c.end - minted for c in accepted],
+                [c.end - retired for c in refused],
+            )
 
         old_calls, new_calls, retired, accept_times, refuse_times = asyncio.run(go())
         print(

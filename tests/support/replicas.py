@@ -1,11 +1,11 @@
-"""Many `mcp-warden serve` replicas behind one load balancer, an issuer apart, and a load generator.
+"""Many `mcp-warden serve` replicas behind real HAProxy, an issuer apart, and a load generator.
 
-with cluster(tmp_path) as lab:          # redis-server, 3 stubs, 3 replicas, an issuer directory
+with cluster(tmp_path) as lab:          # redis-server, 3 stubs, 3 replicas, haproxy, an issuer
     token = lab.issuer.mint_cli(["web_search"], sub="alice")   # `mcp-warden token mint`
     lab.issuer.cli("token", "revoke", "--jti", jti)           # another process, shared Redis
     lab.issuer.publish()                # copy jwks.json to the replicas' MCP_JWKS (tmp + rename)
     lab.operator("cred", "rotate", "scavio_api_key", input=new_key + "\\n")
-    asyncio.run(...)                    # Balancer + drive(): round-robin load over the replicas
+    asyncio.run(drive(lab.haproxy, ...))   # load through HAProxy; each Call knows its replica
 
 What runs where, as in docs/deployment.md:
 
@@ -20,17 +20,22 @@ What runs where, as in docs/deployment.md:
 - One stub upstream per replica, all accepting the same keys: the stub logs
   the key of every request in arrival order, so a stub per replica gives each
   replica's own order of keys (the rotation test needs it).
+- `haproxy` with the shipped deploy/haproxy.cfg (tests/support/haproxy.py)
+  in front of the replicas: every client call of these tests goes through
+  it. A replica counts as started once HAProxy's health checks have it UP.
 
-Tokens name the load balancer's URL as their audience (`AUDIENCE`, a name
-under the reserved .test domain); the replicas listen on their own 127.0.0.1
-ports, and `Balancer` stands in for the load balancer in front of them.
+Tokens name the load balancer's public URL as their audience (`AUDIENCE`, a
+name under the reserved .test domain); clients reach HAProxy on a 127.0.0.1
+port, and the replicas listen on their own.
 
 The load generator speaks raw JSON-RPC over httpx (one stateless POST per
-`tools/call`, keep-alive connections per replica), not the `mcp` client: a
+`tools/call`, keep-alive connections to HAProxy), not the `mcp` client: a
 stateless server answers each POST on its own, which is what a load balancer
 routes, and a client session would add an `initialize` round trip and its
-own overhead to every measured call. The functional checks use the official
-`mcp` client (`tests.support.server.call_http`).
+own overhead to every measured call. Each call carries an X-Request-ID, and
+HAProxy's access log says which replica it went to (`routed`). The
+functional checks use the official `mcp` client
+(`tests.support.server.call_http`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,12 +77,15 @@ from mcp_warden.tokens.jws import b64url_decode
 from mcp_warden.tokens.keys import KeyDir
 from mcp_warden.tokens.revocation.redis import PREFIX
 from tests.support.credentials import new_master_key
+from tests.support.haproxy import HAProxy, Route, haproxy_binary, haproxy_process
 from tests.support.redis_server import RedisServer, redis_binary
 from tests.support.server import BANNER, CREDENTIAL, ISSUER
 from tests.support.stub import new_api_key
+from tests.support.waiting import eventually
 
 AUDIENCE = "https://mcp.example.test/mcp"
 """The load balancer's public URL: what tokens name and every replica expects."""
+REQUEST_ID = "X-Request-ID"
 
 SEARCH = {"query": "mcp replicas"}
 LOAD_SECONDS_ENV = "MCP_WARDEN_LOAD_SECONDS"
@@ -164,14 +173,6 @@ class Replica:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.base}/mcp"
-
     def output(self) -> str:
         return "" if self.log is None else self.log.read_text(encoding="utf-8", errors="replace")
 
@@ -184,6 +185,7 @@ class Cluster:
     redis: RedisServer
     issuer: Issuer
     replicas: list[Replica]
+    haproxy: HAProxy
     env: dict[str, str]  # the replicas' settings (and the operator's, for `cred ...`)
     api_key: str
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -191,10 +193,6 @@ class Cluster:
     @property
     def servers(self) -> Path:
         return self.root / "servers"
-
-    @property
-    def urls(self) -> list[str]:
-        return [replica.base for replica in self.replicas]
 
     def running(self) -> list[int]:
         """The pids of the replicas still running: unchanged pids mean no replica restarted."""
@@ -210,12 +208,13 @@ class Cluster:
             replica.stub.set_keys(*keys)
 
     def start(self, replica: Replica, *, timeout: float = 30.0, **env: str) -> None:
-        """Start (or restart) `replica` on its port; `env` changes its settings."""
+        """Start (or restart) `replica` on its port, until HAProxy has it UP; `env` changes
+        its settings."""
         self._spawn(replica, env)
         self._ready(replica, timeout)
 
     def start_all(self, *, timeout: float = 30.0) -> None:
-        """Start every replica at once and wait until each serves."""
+        """Start every replica at once and wait until each serves, UP in HAProxy."""
         for replica in self.replicas:
             self._spawn(replica, {})
         for replica in self.replicas:
@@ -274,11 +273,12 @@ class Cluster:
         assert replica.proc is not None
         assert replica.log is not None
         wait_for_line(replica.log, replica.proc, BANNER, timeout)
+        self.haproxy.wait_up(replica.index, timeout)
 
 
-def start_redis(root: Path, *, persistent: bool) -> RedisServer:
-    """A redis-server on a free port; `persistent`: appendonly yes in its workdir."""
-    workdir = root / "redis"
+def start_redis(root: Path, *, persistent: bool, name: str = "redis") -> RedisServer:
+    """A redis-server on a free port; `persistent`: appendonly yes in its workdir root/name."""
+    workdir = root / name
     workdir.mkdir()
     server = RedisServer(redis_binary(), free_port(), workdir, persistent=persistent)
     server.start()
@@ -294,7 +294,11 @@ def cluster(
     persistent_redis: bool = False,
     start: bool = True,
 ) -> Iterator[Cluster]:
-    """Start the deployment in `root` (see the module docstring); stop all of it afterwards."""
+    """Start the deployment in `root` (see the module docstring); stop all of it afterwards.
+
+    `replicas`: 2 or 3 (deploy/haproxy.cfg's slots).
+    """
+    haproxy_binary()  # skip before starting anything when it is missing
     servers, issuer_root = root / "servers", root / "issuer"
     servers.mkdir()
     issuer_root.mkdir()
@@ -333,21 +337,17 @@ def cluster(
         )
         issuer = Issuer(issuer_root, servers / "jwks.json", issuer_env)
         issuer.publish()
-        lab = Cluster(
-            root,
-            redis_server,
-            issuer,
-            [Replica(i, free_port(), stub) for i, stub in enumerate(stubs)],
-            env,
-            api_key,
-        )
+        members = [Replica(i, free_port(), stub) for i, stub in enumerate(stubs)]
+        addresses = [f"127.0.0.1:{replica.port}" for replica in members]
+        balancer = stack.enter_context(haproxy_process(root / "haproxy", addresses))
+        lab = Cluster(root, redis_server, issuer, members, balancer, env, api_key)
         stack.enter_context(lab._stack)
         if start:
             lab.start_all()
         yield lab
 
 
-# -- the load balancer and the load -------------------------------------------
+# -- the load, through HAProxy -----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -355,17 +355,22 @@ class Call:
     """One tools/call as the client saw it. Times are wall-clock seconds (time.time())."""
 
     label: str  # which token the client used
-    replica: int
+    request_id: str  # its X-Request-ID
     start: float
     end: float
     status: int | None  # None: no HTTP answer (refused, reset, timed out)
     ok: bool  # 200 and a tool result that is not an error
     detail: str  # why not ok: the exception, the 401's error_description, the error message
-    panic: bool = False  # routed while no replica was up (the balancer's panic mode)
+    route: Route | None = None  # HAProxy's access-log line for it (`routed`)
 
     @property
     def latency(self) -> float:
         return self.end - self.start
+
+    @property
+    def replica(self) -> int | None:
+        """The replica HAProxy sent it to last (None until `routed`)."""
+        return None if self.route is None else self.route.replica
 
 
 def outcome(response: httpx.Response) -> tuple[bool, str]:
@@ -386,19 +391,33 @@ def outcome(response: httpx.Response) -> tuple[bool, str]:
     return True, ""
 
 
-async def send(
-    http: httpx.AsyncClient, index: int, label: str, token: str, message: object
-) -> Call:
-    """POST one JSON-RPC message to replica `index`'s /mcp and record what came back."""
+async def send(http: httpx.AsyncClient, label: str, token: str, message: object) -> Call:
+    """POST one JSON-RPC message to /mcp with a fresh X-Request-ID; what came back."""
+    request_id = uuid.uuid4().hex
+    headers = {**jsonrpc_headers(token), REQUEST_ID: request_id}
     start = time.time()
     try:
-        response = await http.post(
-            "/mcp", content=json.dumps(message).encode(), headers=jsonrpc_headers(token)
-        )
+        response = await http.post("/mcp", content=json.dumps(message).encode(), headers=headers)
     except httpx.HTTPError as exc:
-        return Call(label, index, start, time.time(), None, False, type(exc).__name__)
+        return Call(label, request_id, start, time.time(), None, False, type(exc).__name__)
     ok, detail = outcome(response)
-    return Call(label, index, start, time.time(), response.status_code, ok, detail)
+    return Call(label, request_id, start, time.time(), response.status_code, ok, detail)
+
+
+def routed(haproxy: HAProxy, calls: Sequence[Call], *, timeout: float = 10.0) -> list[Call]:
+    """`calls`, each with HAProxy's access-log line, waiting for those being written.
+
+    A call that got no HTTP answer may have no line: when a replica dies during a
+    request that is not the first on its client connection, HAProxy closes that
+    connection and logs nothing (its server's `eresp` counter counts it).
+    """
+    eventually(
+        lambda: all(haproxy.route(c.request_id) for c in calls if c.status is not None),
+        timeout,
+        "HAProxy logged every answered call",
+        poll=0.02,
+    )
+    return [dataclasses.replace(c, route=haproxy.route(c.request_id)) for c in calls]
 
 
 def http_client(base: str, *, connections: int = 32) -> httpx.AsyncClient:
@@ -410,96 +429,8 @@ def http_client(base: str, *, connections: int = 32) -> httpx.AsyncClient:
     )
 
 
-class Balancer:
-    """Round-robin over the replicas a health check finds up, as a real load balancer does.
-
-    Passive check: a call that gets no HTTP answer (connection refused or
-    reset) ejects its replica at once. Active check: every `interval` seconds
-    GET /healthz on each replica; 200 puts it (back) in rotation, and
-    `unhealthy_after` failed checks in a row take it out (like a real
-    balancer's unhealthy threshold: one slow probe on a busy CI machine is
-    not an outage). With no replica up it routes over all of them (as
-    Envoy's panic mode does), so clients get the replicas' own answer.
-    HTTP is stateless here: no stickiness, any replica takes any call.
-    """
-
-    def __init__(
-        self, bases: Sequence[str], *, interval: float = 0.25, unhealthy_after: int = 2
-    ) -> None:
-        self._bases = list(bases)
-        self._interval = interval
-        self._unhealthy_after = unhealthy_after
-        self._failed_checks = [0] * len(self._bases)
-        self._clients = [http_client(base) for base in self._bases]
-        self.up = [True] * len(self._bases)
-        self.events: list[tuple[float, int, str]] = []  # (time, replica, "out: why" / "in")
-        self._next = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Balancer:
-        await self.check()
-        self._task = asyncio.create_task(self._health_loop())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for client in self._clients:
-            await client.aclose()
-
-    def pick(self) -> tuple[int, bool]:
-        """The next replica in rotation, and whether none was up (panic: all are tried)."""
-        live = [i for i, up in enumerate(self.up) if up]
-        panic = not live
-        live = live or list(range(len(self._bases)))
-        self._next += 1
-        return live[self._next % len(live)], panic
-
-    async def call(self, label: str, token: str, message: object) -> Call:
-        index, panic = self.pick()
-        call = dataclasses.replace(
-            await send(self._clients[index], index, label, token, message), panic=panic
-        )
-        if call.status is None:
-            self._set(index, False, f"out: {call.detail}")
-        return call
-
-    async def check(self) -> None:
-        """One round of health checks."""
-        answers = await asyncio.gather(*(self._healthy(c) for c in self._clients))
-        for index, (healthy, why) in enumerate(answers):
-            self._failed_checks[index] = 0 if healthy else self._failed_checks[index] + 1
-            if healthy:
-                self._set(index, True, "in")
-            elif self._failed_checks[index] >= self._unhealthy_after:
-                self._set(index, False, f"out: {why}")
-
-    def ejected(self, index: int) -> list[float]:
-        """When `index` was taken out of rotation."""
-        return [t for t, i, what in self.events if i == index and what.startswith("out")]
-
-    async def _healthy(self, client: httpx.AsyncClient) -> tuple[bool, str]:
-        try:
-            response = await client.get("/healthz", timeout=1.0)
-        except httpx.HTTPError as exc:
-            return False, type(exc).__name__
-        return response.status_code == 200, f"healthz {response.status_code}"
-
-    def _set(self, index: int, up: bool, why: str) -> None:
-        if self.up[index] != up:
-            self.up[index] = up
-            self.events.append((time.time(), index, why))
-
-    async def _health_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.check()
-
-
 async def drive(
-    balancer: Balancer,
+    haproxy: HAProxy,
     clients: Sequence[tuple[str, str]],
     seconds: float,
     *,
@@ -507,45 +438,50 @@ async def drive(
     pause: float = 0.0,
     max_calls: int = 1_000_000,
 ) -> list[Call]:
-    """Each (label, token) client calls web_search through `balancer` until told to stop.
+    """Each (label, token) client calls web_search through HAProxy until told to stop.
 
     Bounded: every client stops after `seconds`, once `stop` is set, or after
     `max_calls` calls. `pause` is each client's think time between calls.
+    Returns the calls `routed`.
     """
     calls: list[Call] = []
     deadline = time.monotonic() + seconds
 
-    async def client(label: str, token: str) -> None:
+    async def client(http: httpx.AsyncClient, label: str, token: str) -> None:
         for n in range(max_calls):
             if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 return
-            calls.append(await balancer.call(label, token, tools_call("web_search", SEARCH, n)))
+            calls.append(await send(http, label, token, tools_call("web_search", SEARCH, n)))
             if pause:
                 await asyncio.sleep(pause)
 
-    await asyncio.gather(*(client(label, token) for label, token in clients))
-    return calls
-
-
-async def until(
-    base: str, token: str, refused: bool, *, timeout: float, interval: float = 0.01
-) -> Call:
-    """Poll one replica directly until the token is refused (or accepted); the deciding call."""
-    deadline = time.monotonic() + timeout
-    async with http_client(base, connections=1) as http:
-        while True:
-            call = await send(http, -1, "probe", token, tools_call("web_search", SEARCH))
-            if (call.status == 401) if refused else call.ok:
-                return call
-            assert time.monotonic() < deadline, f"{base}: still {call} after {timeout} s"
-            await asyncio.sleep(interval)
+    async with http_client(haproxy.base, connections=2 * len(clients)) as http:
+        await asyncio.gather(*(client(http, label, token) for label, token in clients))
+    return await asyncio.to_thread(routed, haproxy, calls)
 
 
 async def on_every_replica(
-    bases: Sequence[str], token: str, *, refused: bool, timeout: float
+    haproxy: HAProxy, token: str, *, refused: bool, timeout: float, interval: float = 0.01
 ) -> list[Call]:
-    """`until` on every replica at once."""
-    return list(await asyncio.gather(*(until(b, token, refused, timeout=timeout) for b in bases)))
+    """Call through HAProxy until every replica has refused the token (or accepted it).
+
+    Returns, per replica in order, the first such call it answered: with
+    round-robin, consecutive calls go to each replica in turn.
+    """
+    deadline = time.monotonic() + timeout
+    decided: dict[int, Call] = {}
+    async with http_client(haproxy.base, connections=1) as http:
+        while len(decided) < haproxy.replicas:
+            sent = await send(http, "probe", token, tools_call("web_search", SEARCH))
+            (call,) = await asyncio.to_thread(routed, haproxy, [sent])
+            if call.replica is not None and ((call.status == 401) if refused else call.ok):
+                decided.setdefault(call.replica, call)
+            wanted = "refused" if refused else "accepted"
+            assert time.monotonic() < deadline, (
+                f"after {timeout} s only replicas {sorted(decided)} {wanted} it; last: {call}"
+            )
+            await asyncio.sleep(interval)
+    return [decided[index] for index in range(haproxy.replicas)]
 
 
 # -- figures ------------------------------------------------------------------
