@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 import redis
 
 from mcp_warden.demo.harness import free_port, stop, wait_for_port
+from tests.support.procs import required
 from tests.support.tls import TestPki
 from tests.support.waiting import eventually
 
@@ -71,13 +71,8 @@ def redis_binary() -> str:
 
 def _binary(name: str) -> str:
     """The path of `name` (a Debian package of the same name), or skip; fail in CI."""
-    binary = shutil.which(name)
-    if binary is None:
-        reason = f"{name} not installed (apt-get install {name}; .ci/run does it)"
-        if os.environ.get("MCP_WARDEN_REQUIRE_REDIS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
+    reason = f"{name} not installed (apt-get install {name}; .ci/run does it)"
+    return required(shutil.which(name), reason, "MCP_WARDEN_REQUIRE_REDIS")
 
 
 @pytest.fixture
