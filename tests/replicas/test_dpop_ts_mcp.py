@@ -30,8 +30,10 @@ import pytest
 from mcp_warden.demo.harness import cli_env
 from tests.issuer.lab import no_secret_in
 from tests.replicas.dpop_stack import DPoPStack, dpop_stack
+from tests.support.haproxy import Route
 from tests.support.procs import run_node
 from tests.support.replicas import AUDIENCE, SEARCH
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow  # real issuer, replicas, Redis, stubs and Node processes
 
@@ -71,13 +73,20 @@ def test_the_ts_2x_client_calls_web_search_on_both_replicas_with_a_dpop_bound_to
         (stack.cluster.haproxy.base, False)
     ] * 2, out["calls"]
     assert sum(stack.stub_calls()) == sum(before) + 2  # both searches reached an upstream
+
     # Both replicas answered requests of its sessions with the one token, all accepted
     # (the first, before it had a token, was the 401 that sent it to the issuer).
-    posts = [
-        r for r in stack.cluster.haproxy.requests()[logged_before:] if r.request.startswith("POST")
-    ]
-    assert {r.replica for r in posts if r.status == 200} == {0, 1}, posts
-    assert [r.status for r in posts if r.status not in {200, 202}] == [401], posts
+    # HAProxy logs a request once it has sent the answer: the last lines may trail the client.
+    def posts() -> list[Route]:
+        logged = stack.cluster.haproxy.requests()[logged_before:]
+        return [r for r in logged if r.request.startswith("POST")]
+
+    eventually(
+        lambda: {r.replica for r in posts() if r.status == 200} == {0, 1},
+        10,
+        "answers with 200 from both replicas in HAProxy's log",
+    )
+    assert [r.status for r in posts() if r.status not in {200, 202}] == [401], posts()
 
     # One token, from one token request with a proof: DPoP, bound to the session's key.
     assert out["tokenType"] == "DPoP"

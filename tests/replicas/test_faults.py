@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ from tests.support.replicas import (
     span,
     start_redis,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +64,18 @@ def test_sigkill_of_one_replica_mid_load_fails_only_calls_already_routed_to_it(
         calls, killing, killed = asyncio.run(go())
         out = lab.haproxy.first_change(victim.index, "DOWN", after=killing)
         assert out is not None, "HAProxy never took the killed replica out"
+
+        # HAProxy logs a request once it has sent the answer, so its log may trail its
+        # counters: wait until every request the survivors got is logged.
+        def logged_as_counted() -> bool:
+            logged = Counter(r.server for r in lab.haproxy.requests())
+            return all(
+                lab.haproxy.counters(r.index)["stot"] == logged[server_name(r.index)]
+                for r in lab.replicas
+                if r is not victim
+            )
+
+        eventually(logged_as_counted, 10, "HAProxy's log caught up with its counters")
         counts = [lab.haproxy.counters(r.index) for r in lab.replicas]
         requests = lab.haproxy.requests()
     failed = [c for c in calls if not c.ok]
