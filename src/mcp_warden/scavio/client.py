@@ -97,6 +97,7 @@ class ScavioClient:
             transport=transport if transport is not None else upstream_transport(),
             headers={"User-Agent": f"mcp-warden/{__version__}", "Accept": "application/json"},
         )
+        self._urls: dict[str, httpx.URL] = {}
 
     @classmethod
     def from_settings(
@@ -202,7 +203,7 @@ class ScavioClient:
         started = time.perf_counter()
         try:
             response = await self._http.request(
-                method, path, json=body, headers=self.profile.auth(key)
+                method, self._url(path), json=body, headers=self.profile.auth(key)
             )
         except httpx.TimeoutException:
             failure = Transient("timeout", f"Scavio did not answer within {self._timeout:g} s")
@@ -236,6 +237,20 @@ class ScavioClient:
             )
         _log_upstream(method, path, status, said)
         raise self._refusal(status, path)
+
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of `path`, joined to the base URL once per path.
+
+        The join is httpx's own for a relative URL (the base URL's path, then
+        `path`), which it would otherwise parse again on every request.
+        """
+        url = self._urls.get(path)
+        if url is None:
+            base = self._http.base_url
+            relative = httpx.URL(path).raw_path.lstrip(b"/")
+            url = base.copy_with(raw_path=base.raw_path + relative)
+            self._urls[path] = url
+        return url
 
     def _refusal(self, status: int, path: str) -> ScavioError:
         """The client's fixed text for a status that is not retried (never the upstream's)."""
