@@ -179,16 +179,45 @@ class ScavioClient:
         `sensitive` lists caller text (a query, a URL) that must not appear in
         an error message even when the upstream echoes it back.
         """
-        policy = retrying(attempts=self._attempts, sleep=self._sleep)
         hidden = tuple(sensitive)
         try:
-            response: httpx.Response = await policy(self._attempt, method, path, body, hidden)
+            response = await self._attempt(method, path, body, hidden)
+        except Transient as failure:
+            first = failure
+        else:
+            return json_object(response)
+        return json_object(await self._retried(first, method, path, body, hidden))
+
+    async def _retried(
+        self,
+        first: Transient,
+        method: Literal["GET", "POST"],
+        path: str,
+        body: Mapping[str, object] | None,
+        hidden: tuple[str, ...],
+    ) -> httpx.Response:
+        """The call under the retry policy, once its first attempt failed with `first`.
+
+        The policy sees `first` as its attempt 1 (no request is sent again for it),
+        so its waits and its count of attempts are those of a policy run from the
+        start; a call whose first attempt succeeds never builds one.
+        """
+        policy = retrying(attempts=self._attempts, sleep=self._sleep)
+        pending: list[Transient] = [first]
+
+        async def attempt() -> httpx.Response:
+            if pending:
+                raise pending.pop()
+            return await self._attempt(method, path, body, hidden)
+
+        try:
+            response: httpx.Response = await policy(attempt)
         except Transient as failure:
             attempts = int(policy.statistics.get("attempt_number", 1))
             if failure.upstream_text is not None:
                 _log_upstream(method, path, failure.status, failure.upstream_text)
             raise ScavioError(failure.reason, failure.describe(attempts), failure.status) from None
-        return json_object(response)
+        return response
 
     async def _attempt(
         self,
