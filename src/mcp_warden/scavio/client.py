@@ -6,7 +6,8 @@ attempt under the retry policy (`retry`), maps every failure to a
 upstream said with the key masked (`masking`) and normalizes the answer
 (`results`). Neither the key nor the caller's query or URL reaches a message.
 
-The transport is `transport.upstream_transport()` (the `httpx` API over
+The HTTP client is `transport.UpstreamHttp` (httpx's, keeping no cookies)
+and its transport `transport.upstream_transport()` (the `httpx` API over
 aiohttp) unless one is given: tests hand it `httpx.ASGITransport(app=...)`
 to run the stub upstream in-process.
 """
@@ -51,7 +52,7 @@ from mcp_warden.scavio.results import (
     parse_usage,
 )
 from mcp_warden.scavio.retry import Sleep, Transient, retry_after_seconds, retrying
-from mcp_warden.scavio.transport import upstream_transport
+from mcp_warden.scavio.transport import UpstreamHttp, upstream_transport
 from mcp_warden.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ScavioClient:
         self._sleep = sleep
         # trust_env=False: no proxy or .netrc credentials picked up behind our back;
         # no redirects: the key is never replayed to another address.
-        self._http = httpx.AsyncClient(
+        self._http = UpstreamHttp(
             base_url=base_url,
             timeout=timeout,
             follow_redirects=False,
