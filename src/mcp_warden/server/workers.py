@@ -65,7 +65,9 @@ class WorkerApp:
         run.configure_logging()
         try:
             runtime = app.open_runtime(Settings.from_env())
-            return runtime.warden.http_app(runtime.server(), host=self.host)
+            served = runtime.warden.http_app(runtime.server(), host=self.host)
+            run.settle_heap()
+            return served
         except WardenError as exc:
             log.error("a worker could not start: %s", exc)  # noqa: TRY400  (one line, no trace)
         except Exception as exc:  # a bug: one line, and no restart loop
