@@ -66,8 +66,6 @@ class WorkerApp:
         try:
             runtime = app.open_runtime(Settings.from_env())
             served = runtime.warden.http_app(runtime.server(), host=self.host)
-            run.settle_heap()
-            return served
         except WardenError as exc:
             log.error("a worker could not start: %s", exc)  # noqa: TRY400  (one line, no trace)
         except Exception as exc:  # a bug: one line, and no restart loop
@@ -76,6 +74,9 @@ class WorkerApp:
                 "--workers 1` with MCP_WARDEN_DEBUG=1 for the traceback and report it",
                 type(exc).__name__,
             )
+        else:
+            run.settle_heap()
+            return served
         sys.exit(STARTUP_FAILURE)  # uvicorn's code for "do not restart me": the parent stops
 
 
