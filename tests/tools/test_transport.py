@@ -36,8 +36,9 @@ def _client(url: str, api_key: str, sleeps: Sleeps, **options: object) -> Scavio
 
 
 @contextlib.contextmanager
-def _answering(reply: bytes) -> Iterator[str]:
-    """A 127.0.0.1 server that reads each request, sends `reply` (maybe nothing) and hangs up."""
+def _answering(reply: bytes, received: list[bytes] | None = None) -> Iterator[str]:
+    """A 127.0.0.1 server that reads each request (into `received`), sends `reply` (maybe
+    nothing) and hangs up."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.05)
     stop = threading.Event()
@@ -50,7 +51,9 @@ def _answering(reply: bytes) -> Iterator[str]:
                 continue
             with conn:
                 conn.settimeout(5.0)
-                conn.recv(65536)
+                request = conn.recv(65536)
+                if received is not None:
+                    received.append(request)
                 conn.sendall(reply)
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -112,3 +115,20 @@ async def test_a_connection_the_upstream_drops_is_unreachable_not_a_timeout(
     assert failed.value.reason == "unreachable"
     assert str(failed.value).startswith(f"could not reach Scavio at {url} (")
     assert len(sleeps.waits) == 2  # retried like any transient failure
+
+
+async def test_a_cookie_the_upstream_sets_is_never_sent_back(api_key: str, sleeps: Sleeps) -> None:
+    body = json.dumps(USAGE).encode()
+    reply = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Set-Cookie: session=upstream-set; Path=/\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    received: list[bytes] = []
+    with _answering(reply, received) as url:
+        async with _client(url, api_key, sleeps) as client:
+            assert await client.usage() == USAGE
+            assert await client.usage() == USAGE
+    assert len(received) == 2
+    assert all(api_key.encode() in request for request in received)  # the key went each time
+    assert not any(b"upstream-set" in request for request in received)

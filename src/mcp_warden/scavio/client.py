@@ -6,7 +6,8 @@ attempt under the retry policy (`retry`), maps every failure to a
 upstream said with the key masked (`masking`) and normalizes the answer
 (`results`). Neither the key nor the caller's query or URL reaches a message.
 
-The transport is `transport.upstream_transport()` (the `httpx` API over
+The HTTP client is `transport.UpstreamHttp` (httpx's, keeping no cookies)
+and its transport `transport.upstream_transport()` (the `httpx` API over
 aiohttp) unless one is given: tests hand it `httpx.ASGITransport(app=...)`
 to run the stub upstream in-process.
 """
@@ -51,7 +52,7 @@ from mcp_warden.scavio.results import (
     parse_usage,
 )
 from mcp_warden.scavio.retry import Sleep, Transient, retry_after_seconds, retrying
-from mcp_warden.scavio.transport import upstream_transport
+from mcp_warden.scavio.transport import UpstreamHttp, upstream_transport
 from mcp_warden.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ScavioClient:
         self._sleep = sleep
         # trust_env=False: no proxy or .netrc credentials picked up behind our back;
         # no redirects: the key is never replayed to another address.
-        self._http = httpx.AsyncClient(
+        self._http = UpstreamHttp(
             base_url=base_url,
             timeout=timeout,
             follow_redirects=False,
@@ -97,6 +98,7 @@ class ScavioClient:
             transport=transport if transport is not None else upstream_transport(),
             headers={"User-Agent": f"mcp-warden/{__version__}", "Accept": "application/json"},
         )
+        self._urls: dict[str, httpx.URL] = {}
 
     @classmethod
     def from_settings(
@@ -178,16 +180,45 @@ class ScavioClient:
         `sensitive` lists caller text (a query, a URL) that must not appear in
         an error message even when the upstream echoes it back.
         """
-        policy = retrying(attempts=self._attempts, sleep=self._sleep)
         hidden = tuple(sensitive)
         try:
-            response: httpx.Response = await policy(self._attempt, method, path, body, hidden)
+            response = await self._attempt(method, path, body, hidden)
+        except Transient as failure:
+            first = failure
+        else:
+            return json_object(response)
+        return json_object(await self._retried(first, method, path, body, hidden))
+
+    async def _retried(
+        self,
+        first: Transient,
+        method: Literal["GET", "POST"],
+        path: str,
+        body: Mapping[str, object] | None,
+        hidden: tuple[str, ...],
+    ) -> httpx.Response:
+        """The call under the retry policy, once its first attempt failed with `first`.
+
+        The policy sees `first` as its attempt 1 (no request is sent again for it),
+        so its waits and its count of attempts are those of a policy run from the
+        start; a call whose first attempt succeeds never builds one.
+        """
+        policy = retrying(attempts=self._attempts, sleep=self._sleep)
+        pending: list[Transient] = [first]
+
+        async def attempt() -> httpx.Response:
+            if pending:
+                raise pending.pop()
+            return await self._attempt(method, path, body, hidden)
+
+        try:
+            response: httpx.Response = await policy(attempt)
         except Transient as failure:
             attempts = int(policy.statistics.get("attempt_number", 1))
             if failure.upstream_text is not None:
                 _log_upstream(method, path, failure.status, failure.upstream_text)
             raise ScavioError(failure.reason, failure.describe(attempts), failure.status) from None
-        return json_object(response)
+        return response
 
     async def _attempt(
         self,
@@ -202,7 +233,7 @@ class ScavioClient:
         started = time.perf_counter()
         try:
             response = await self._http.request(
-                method, path, json=body, headers=self.profile.auth(key)
+                method, self._url(path), json=body, headers=self.profile.auth(key)
             )
         except httpx.TimeoutException:
             failure = Transient("timeout", f"Scavio did not answer within {self._timeout:g} s")
@@ -236,6 +267,20 @@ class ScavioClient:
             )
         _log_upstream(method, path, status, said)
         raise self._refusal(status, path)
+
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of `path`, joined to the base URL once per path.
+
+        The join is httpx's own for a relative URL (the base URL's path, then
+        `path`), which it would otherwise parse again on every request.
+        """
+        url = self._urls.get(path)
+        if url is None:
+            base = self._http.base_url
+            relative = httpx.URL(path).raw_path.lstrip(b"/")
+            url = base.copy_with(raw_path=base.raw_path + relative)
+            self._urls[path] = url
+        return url
 
     def _refusal(self, status: int, path: str) -> ScavioError:
         """The client's fixed text for a status that is not retried (never the upstream's)."""

@@ -1,4 +1,4 @@
-"""The transport under the Scavio client's `httpx.AsyncClient`: httpx's API over aiohttp.
+"""The HTTP client under `ScavioClient`: httpx's API over aiohttp, keeping no cookies.
 
 httpx's own transport (httpcore) costs the server more CPU per upstream call
 than anything else it does (docs/benchmarks.md has the figures): among other
@@ -17,6 +17,11 @@ a dropped connection, a bad certificate) as `httpx.ConnectTimeout`, because
 its broad entry matches first; the client would then say the upstream timed
 out when it could not be reached. `_Transport` raises `httpx.ConnectError`
 for those instead (a body cut short is already `httpx.ReadError`).
+
+`UpstreamHttp` is httpx's `AsyncClient` without a cookie jar: the key
+authenticates every call, so a cookie the upstream (or a proxy in front of
+it) sets is never sent back, and httpx does not parse each response's
+headers for cookies as its jar would.
 """
 
 from __future__ import annotations
@@ -24,10 +29,34 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that stays empty: what a response sets is dropped unread."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class UpstreamHttp(httpx.AsyncClient):
+    """httpx's client for the upstream, whose `cookies` are always empty (module docstring)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._no_cookies = _NoCookies()
+        super().__init__(**options)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        self._no_cookies = _NoCookies()  # what is set is not kept either
 
 
 def upstream_transport(verify: ssl.SSLContext | bool = True) -> httpx.AsyncBaseTransport:

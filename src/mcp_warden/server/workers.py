@@ -65,7 +65,7 @@ class WorkerApp:
         run.configure_logging()
         try:
             runtime = app.open_runtime(Settings.from_env())
-            return runtime.warden.http_app(runtime.server(), host=self.host)
+            served = runtime.warden.http_app(runtime.server(), host=self.host)
         except WardenError as exc:
             log.error("a worker could not start: %s", exc)  # noqa: TRY400  (one line, no trace)
         except Exception as exc:  # a bug: one line, and no restart loop
@@ -74,6 +74,9 @@ class WorkerApp:
                 "--workers 1` with MCP_WARDEN_DEBUG=1 for the traceback and report it",
                 type(exc).__name__,
             )
+        else:
+            run.settle_heap()
+            return served
         sys.exit(STARTUP_FAILURE)  # uvicorn's code for "do not restart me": the parent stops
 
 
