@@ -228,9 +228,11 @@ def test_sigterm_drains_every_worker_and_leaves_no_process(lab: Deployment) -> N
 
 
 def _refused(served: Served) -> bool:
+    """A new connection is not served: refused, or closed unanswered (it had reached the
+    listen queue just before the last worker closed the socket)."""
     try:
         httpx.get(served.url.removesuffix("/mcp") + "/healthz", timeout=1.0)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.RemoteProtocolError):
         return True
     return False
 
