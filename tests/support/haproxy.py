@@ -1,5 +1,7 @@
 """The real `haproxy` running deploy/haproxy.cfg, unchanged, in front of the replica tests.
 
+(A second file sets `nbthread 1`, so that no access-log line is dropped: see below.)
+
 with haproxy_process(workdir, ["127.0.0.1:PORT1", ...]) as lb:   # the replicas' addresses
     lb.url                          # http://127.0.0.1:PORT/mcp, what clients call
     lb.wait_up(0)                   # replica 0's server is UP in `show stat` (runtime API)
@@ -292,7 +294,13 @@ def haproxy_process(workdir: Path, replicas: Sequence[str]) -> Iterator[HAProxy]
         stats = Path(short) / "admin.sock"
         env = config_env(bind=f"127.0.0.1:{port}", replicas=replicas, stats_socket=stats)
         lb = HAProxy(port, len(replicas), stats, workdir / "haproxy.log")
-        argv = [binary, "-db", "-f", str(CONFIG)]
+        # One thread, added as a second file (the shipped one unchanged): with several,
+        # HAProxy drops a log line when another thread holds stdout a moment too long
+        # (fd_write_frag_line gives up; `show info` counts DroppedLogs), and the tests
+        # read every line.
+        one_thread = Path(short) / "one-thread.cfg"
+        one_thread.write_text("global\n    nbthread 1\n")
+        argv = [binary, "-db", "-f", str(CONFIG), "-f", str(one_thread)]
         with background(argv, env=env, port=port, cwd=workdir, log=lb.log):
             eventually(stats.exists, 10.0, "HAProxy's stats socket")
             yield lb
