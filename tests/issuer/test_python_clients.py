@@ -30,39 +30,22 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_warden.demo.harness import mcp_error
 from mcp_warden.demo.oauth import MemoryTokens
-from tests.issuer.lab import IssuerLab, Registered, RunningIssuer, issuer_lab
-from tests.support.server import Deployment, audit_lines, deployment, run
+from tests.issuer.lab import Registered
+from tests.issuer.stack import Stack, protected_by_issuer
+from tests.support.server import audit_lines, run
 
 pytestmark = pytest.mark.slow  # real issuer / serve / CLI processes
 
 EXTRACT = "/api/v1/extract"
 
 
-class Setup:
-    def __init__(self, lab: IssuerLab, issuer: RunningIssuer, server: Deployment) -> None:
-        self.lab, self.issuer, self.server = lab, issuer, server
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    root = tmp_path_factory.mktemp("issuer-e2e")
-    (root / "server").mkdir()
-    with (
-        issuer_lab(root / "issuer") as lab,
-        deployment(
-            root / "server",
-            MCP_TOKEN_ISSUER=lab.issuer_url,
-            MCP_JWKS=lab.issuer_url + "/jwks.json",
-            SSL_CERT_FILE=str(lab.pki.ca_file),
-        ) as server,
-    ):
-        lab.env["MCP_TOKEN_AUDIENCE"] = server.audience  # the one resource the issuer serves
-        lab.env["MCP_REVOCATION_URL"] = server.env["MCP_REVOCATION_URL"]
-        with lab.issuer() as issuer, server.serve():
-            yield Setup(lab, issuer, server)
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with protected_by_issuer(tmp_path_factory.mktemp("issuer-e2e")) as stack:
+        yield stack
 
 
-def provider_for(setup: Setup, client: Registered) -> Any:
+def provider_for(setup: Stack, client: Registered) -> Any:
     url = setup.server.audience
     if client.secret is not None:
         return ClientCredentialsOAuthProvider(
@@ -87,7 +70,7 @@ def provider_for(setup: Setup, client: Registered) -> Any:
     )
 
 
-async def two_calls(setup: Setup, client: Registered, before_extract: Any = None) -> Any:
+async def two_calls(setup: Stack, client: Registered, before_extract: Any = None) -> Any:
     """web_search, then extract_url, through one client session; the second's result or error."""
     provider = provider_for(setup, client)
     async with (
@@ -109,17 +92,8 @@ async def two_calls(setup: Setup, client: Registered, before_extract: Any = None
             return found
 
 
-def issued_to(setup: Setup, client_id: str) -> list[list[str]]:
-    """The tools of every token the issuer issued to `client_id`, in order."""
-    return [
-        line["tools"]
-        for line in audit_lines(setup.issuer.audit_log)
-        if line["client_id"] == client_id and line["outcome"] == "issued"
-    ]
-
-
 @pytest.mark.parametrize("method", ["client_secret_basic", "private_key_jwt"])
-def test_step_up_succeeds_once_the_client_may_use_the_tool(setup: Setup, method: str) -> None:
+def test_step_up_succeeds_once_the_client_may_use_the_tool(setup: Stack, method: str) -> None:
     client = setup.lab.add_client(
         f"stepup-{method}", ["web_search"], key=method == "private_key_jwt"
     )
@@ -136,7 +110,7 @@ def test_step_up_succeeds_once_the_client_may_use_the_tool(setup: Setup, method:
     assert not result.is_error, result
     assert setup.server.stub.calls(EXTRACT) == extracts + 1
     # One token at the 401, a second at the 403 step-up, which names the new tool.
-    assert issued_to(setup, client.client_id) == [["web_search"], ["extract_url", "web_search"]]
+    assert setup.issued_to(client.client_id) == [["web_search"], ["extract_url", "web_search"]]
     server_audit = audit_lines(setup.server.audit_log)
     mine = [line for line in server_audit if line["sub"] == client.client_id]
     assert [(line["tool"], line["outcome"]) for line in mine] == [
@@ -147,7 +121,7 @@ def test_step_up_succeeds_once_the_client_may_use_the_tool(setup: Setup, method:
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "private_key_jwt"])
-def test_step_up_refused_when_the_client_may_not_use_the_tool(setup: Setup, method: str) -> None:
+def test_step_up_refused_when_the_client_may_not_use_the_tool(setup: Stack, method: str) -> None:
     client = setup.lab.add_client(
         f"no-extract-{method}", ["web_search"], key=method == "private_key_jwt"
     )
@@ -157,4 +131,4 @@ def test_step_up_refused_when_the_client_may_not_use_the_tool(setup: Setup, meth
     assert "tool 'extract_url' is not available with this token" in str(result)
     assert setup.server.stub.calls(EXTRACT) == extracts
     # The step-up asked again; the issuer granted only what the client may have.
-    assert issued_to(setup, client.client_id) == [["web_search"], ["web_search"]]
+    assert setup.issued_to(client.client_id) == [["web_search"], ["web_search"]]

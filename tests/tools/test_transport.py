@@ -132,3 +132,23 @@ async def test_a_cookie_the_upstream_sets_is_never_sent_back(api_key: str, sleep
     assert len(received) == 2
     assert all(api_key.encode() in request for request in received)  # the key went each time
     assert not any(b"upstream-set" in request for request in received)
+
+
+async def test_a_redirect_is_not_followed_so_the_key_goes_nowhere_else(
+    api_key: str, sleeps: Sleeps
+) -> None:
+    """aiohttp under httpx follows no redirect either: the key never reaches the `Location`."""
+    elsewhere: list[bytes] = []
+    with _answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", elsewhere) as target:
+        reply = (
+            b"HTTP/1.1 302 Found\r\nLocation: " + target.encode() + b"/api/v1/usage\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        received: list[bytes] = []
+        with _answering(reply, received) as url:
+            async with _client(url, api_key, sleeps) as client:
+                with pytest.raises(ScavioError):
+                    await client.usage()
+    assert len(received) == 1
+    assert api_key.encode() in received[0]
+    assert elsewhere == []

@@ -57,6 +57,9 @@ from mcp_warden.urls import redacted
 
 log = logging.getLogger(__name__)
 
+_URLS_KEPT = 32
+"""Joined URLs a client keeps (`request_json` is public: a caller may pass any path)."""
+
 ATTEMPTS = 3  # the first try and up to two retries
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -279,7 +282,8 @@ class ScavioClient:
             base = self._http.base_url
             relative = httpx.URL(path).raw_path.lstrip(b"/")
             url = base.copy_with(raw_path=base.raw_path + relative)
-            self._urls[path] = url
+            if len(self._urls) < _URLS_KEPT:  # our paths are a few constants; bounded anyway
+                self._urls[path] = url
         return url
 
     def _refusal(self, status: int, path: str) -> ScavioError:
